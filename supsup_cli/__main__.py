@@ -1,0 +1,3 @@
+from supsup_cli.cli.app import main
+
+main()

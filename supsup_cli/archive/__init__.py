@@ -1,0 +1,6 @@
+"""The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v1.md)."""
+
+from supsup_cli.archive.reader import Archive
+from supsup_cli.archive.writer import append_task, create, transaction
+
+__all__ = ["Archive", "append_task", "create", "transaction"]

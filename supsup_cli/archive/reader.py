@@ -1,0 +1,152 @@
+"""Opening an archive: header, digest, layout, architecture and weights are all checked first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from supsup_cli import maskcodec
+from supsup_cli.archive import header as header_
+from supsup_cli.archive import layout
+from supsup_cli.errors import ArchiveCorrupt, NoTasks, SupsupError, UnknownTask, WeightsMismatch
+from supsup_cli.records import TaskRecord
+from supsup_cli.registry import ArchSpec, MaskSite, from_json, mask_sites
+from supsup_cli.weights import base_weights, weights_sha256
+
+FORMAT_NAME = "supsup"
+
+
+class Archive:
+    """A read-only view of one archive, valid until `close`. Masks are read lazily, per task."""
+
+    def __init__(self, path: Path, check_weights: bool = True) -> None:
+        self.path = Path(path)
+        self.header = header_.read_header(self.path)
+        header_.verify_content(self.path, self.header)
+        self._file = _open_hdf5(self.path)
+        try:
+            self._load(check_weights)
+        except SupsupError:
+            self._file.close()
+            raise
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+            self._file.close()
+            raise ArchiveCorrupt(f"{self.path}: invalid archive structure ({_first_line(exc)})") from None
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _load(self, check_weights: bool) -> None:
+        f = self._file
+        layout.check_members(f)
+        if layout.read_string_attr(f, "format") != FORMAT_NAME:
+            raise ArchiveCorrupt(f"{self.path}: root attribute 'format' is not {FORMAT_NAME!r}")
+        version = layout.read_integer_attr(f, "format_version")
+        if version != self.header.format_version:
+            raise ArchiveCorrupt(f"{self.path}: header says version {self.header.format_version}, content {version}")
+        self.format_version = version
+        self.seed = layout.read_integer_attr(f, "seed")
+        self.spec: ArchSpec = from_json(layout.read_string_attr(f, "arch"))
+        self.weights_sha256 = layout.read_string_attr(f, "weights_sha256")
+        self.writer = layout.read_string_attr(f, "writer")
+        self.sites: tuple[MaskSite, ...] = mask_sites(self.spec)
+        self.index = layout.read_index(f, self.spec)
+        self.tasks: list[TaskRecord] = self._read_records()
+        if check_weights:
+            self.base_weights()
+
+    def base_weights(self) -> list:
+        weights = base_weights(self.spec, self.seed)
+        if weights_sha256(weights) != self.weights_sha256:
+            raise WeightsMismatch(
+                f"{self.path}: the base weights regenerated from seed {self.seed} do not match "
+                "the stored SHA-256; the archive was written by an incompatible generator or altered"
+            )
+        return weights
+
+    def _read_records(self) -> list[TaskRecord]:
+        stream = self._file[layout.RECORDS][...].tobytes() if self.index.tasks else b""
+        records = []
+        names: set[str] = set()
+        for offset, length in self.index.record_extent.tolist():
+            record = TaskRecord.from_json(stream[offset : offset + length], len(self.sites))
+            if record.name in names:
+                raise ArchiveCorrupt(f"{self.path}: task name {record.name!r} appears twice")
+            names.add(record.name)
+            records.append(record)
+        return records
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def task_index(self, ref: str | int) -> int:
+        """A task given by index ("3") or by name."""
+        if not self.tasks:
+            raise NoTasks(f"{self.path}: the archive has no tasks yet")
+        text = str(ref)
+        if text.isdigit():
+            index = int(text)
+            if index < len(self.tasks):
+                return index
+            raise UnknownTask(f"{self.path}: no task {index} (the archive has tasks 0-{len(self.tasks) - 1})")
+        for index, record in enumerate(self.tasks):
+            if record.name == text:
+                return index
+        raise UnknownTask(f"{self.path}: no task named {text!r}")
+
+    def task_raw(self, task: int) -> tuple[bytes, list[tuple[int, bytes]], np.ndarray]:
+        """One task's stored bytes: record JSON, (codec, encoded mask) per site, statistics."""
+        offset, length = self.index.record_extent[task].tolist()
+        record = self._file[layout.RECORDS][offset : offset + length].tobytes()
+        masks = []
+        for site_index in range(len(self.sites)):
+            offset, length = self.index.mask_extent[task, site_index].tolist()
+            data = self._file[layout.MASKS][offset : offset + length].tobytes() if length else b""
+            masks.append((int(self.index.mask_codec[task, site_index]), data))
+        offset, length = self.index.array_extent[task].tolist()
+        stats = self._file[layout.ARRAYS][offset : offset + length]
+        return record, masks, stats
+
+    def packed_mask(self, task: int) -> list[np.ndarray]:
+        """One task's mask per site, bit-packed; the other tasks are neither read nor decoded."""
+        _, masks, _ = self.task_raw(task)
+        return [
+            maskcodec.decode_packed(data, codec, site.numel)
+            for (codec, data), site in zip(masks, self.sites)
+        ]
+
+    def packed_masks(self) -> list[np.ndarray]:
+        """Every task's mask, bit-packed: per site an array [tasks, ceil(n/8)] of uint8."""
+        stream = self._file[layout.MASKS][...] if self.index.tasks else np.zeros(0, np.uint8)
+        stacked = []
+        for site_index, site in enumerate(self.sites):
+            rows = np.empty((self.index.tasks, maskcodec.packed_size(site.numel)), dtype=np.uint8)
+            for task in range(self.index.tasks):
+                offset, length = self.index.mask_extent[task, site_index].tolist()
+                codec = int(self.index.mask_codec[task, site_index])
+                rows[task] = maskcodec.decode_packed(stream[offset : offset + length].tobytes(), codec, site.numel)
+            stacked.append(rows)
+        return stacked
+
+    def stats(self, task: int) -> np.ndarray:
+        return self.task_raw(task)[2]
+
+
+def _open_hdf5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise ArchiveCorrupt(f"{path}: the HDF5 structure cannot be read ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,191 @@
+"""Every write is a transaction: copy, change the copy, seal it, fsync, rename over the original.
+
+A crash or kill -9 at any moment leaves either the old archive or the new one under the archive's
+name, never a mixture. Writers are serialized by a lock on a sidecar file `<archive>.lock`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import filelock
+import h5py
+import numpy as np
+
+from supsup_cli import __version__, maskcodec
+from supsup_cli.archive import header as header_
+from supsup_cli.archive import layout
+from supsup_cli.archive.reader import FORMAT_NAME, Archive
+from supsup_cli.errors import ArchiveExists, ArchiveLocked, DiskFull, DuplicateTask
+from supsup_cli.records import TaskRecord
+from supsup_cli.registry import ArchSpec, mask_sites, to_json
+from supsup_cli.weights import base_weights, weights_sha256
+
+DEFAULT_LOCK_TIMEOUT = 60.0
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def lock_timeout() -> float:
+    return float(os.environ.get("SUPSUP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+
+
+@contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    lock = filelock.FileLock(f"{path}.lock", timeout=lock_timeout())
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise ArchiveLocked(
+            f"{path}: another supsup process is writing this archive "
+            f"(waited {lock_timeout():g} s for {path}.lock; SUPSUP_LOCK_TIMEOUT changes the wait)"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def create(path: Path, spec: ArchSpec, seed: int, force: bool = False) -> str:
+    """Write a new archive with no tasks; returns the weights' SHA-256."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)")
+    digest = weights_sha256(base_weights(spec, seed))
+    with writer_lock(path):
+        with _staged(path) as staging:
+            with h5py.File(staging, "w", userblock_size=header_.SIZE) as f:
+                layout.write_string_attr(f, "format", FORMAT_NAME)
+                f.attrs.create("format_version", header_.FORMAT_VERSION, dtype=layout.INTEGER_ATTRS["format_version"])
+                f.attrs.create("seed", seed, dtype=layout.INTEGER_ATTRS["seed"])
+                layout.write_string_attr(f, "arch", to_json(spec))
+                layout.write_string_attr(f, "weights_sha256", digest)
+                layout.write_string_attr(f, "writer", f"supsup {__version__}")
+                layout.create_datasets(f, len(mask_sites(spec)))
+            _publish(staging, path, replace=force)
+    return digest
+
+
+@contextmanager
+def transaction(path: Path) -> Iterator[tuple[Archive, h5py.File]]:
+    """Under the lock: the current archive (validated) and a writable HDF5 copy of it."""
+    path = Path(path)
+    with writer_lock(path):
+        with Archive(path) as current, _staged(path) as staging:
+            shutil.copyfile(path, staging)
+            with h5py.File(staging, "r+", locking=False) as f:
+                yield current, f
+            _publish(staging, path, replace=True)
+
+
+def append_task(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None) -> int:
+    """Commit one task (its mask bits per site, as bool arrays); returns its index."""
+    with transaction(path) as (current, f):
+        if any(task.name == record.name for task in current.tasks):
+            raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
+        write_task(f, record, [maskcodec.encode(bits) for bits in masks], stats)
+        return current.index.tasks
+
+
+def write_task(
+    f: h5py.File, record: TaskRecord, encoded: list[tuple[int, bytes]], stats: np.ndarray | None
+) -> None:
+    """Append one task's rows to every task dataset of an open, writable archive."""
+    record_bytes = record.to_json()
+    stats = np.zeros(0, dtype="<f4") if stats is None else np.asarray(stats, dtype="<f4").reshape(-1)
+    mask_extent = np.array([[_append(f[layout.MASKS], np.frombuffer(data, np.uint8)), len(data)]
+                            for _, data in encoded], dtype="<u8")
+    _append_row(f[layout.MASK_EXTENT], mask_extent)
+    _append_row(f[layout.MASK_CODEC], np.array([codec for codec, _ in encoded], dtype="u1"))
+    _append_row(f[layout.RECORD_EXTENT], np.array(
+        [_append(f[layout.RECORDS], np.frombuffer(record_bytes, np.uint8)), len(record_bytes)], dtype="<u8"))
+    _append_row(f[layout.ARRAY_EXTENT], np.array([_append(f[layout.ARRAYS], stats), stats.size], dtype="<u8"))
+    _append_row(f[layout.SHA256], np.frombuffer(task_digest(record_bytes, encoded, stats), np.uint8))
+
+
+def task_digest(record: bytes, encoded: list[tuple[int, bytes]], stats: np.ndarray) -> bytes:
+    """SHA-256 of a task's record, then each site's codec byte and encoded mask, then its statistics."""
+    digest = hashlib.sha256(record)
+    for codec, data in encoded:
+        digest.update(bytes([codec]))
+        digest.update(data)
+    digest.update(np.asarray(stats, dtype="<f4").tobytes())
+    return digest.digest()
+
+
+def _append(dset: h5py.Dataset, values: np.ndarray) -> int:
+    start = dset.shape[0]
+    if values.size:
+        dset.resize((start + values.size,))
+        dset[start:] = values
+    return start
+
+
+def _append_row(dset: h5py.Dataset, row: np.ndarray) -> None:
+    rows = dset.shape[0]
+    dset.resize((rows + 1, *dset.shape[1:]))
+    dset[rows] = row
+
+
+@contextmanager
+def _staged(path: Path) -> Iterator[Path]:
+    """A temporary file beside the archive, removed unless it was published."""
+    _remove_stale_staging(path)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield staging
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise DiskFull(f"{path}: no space left to write the archive; it is unchanged") from None
+        raise
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def _remove_stale_staging(path: Path) -> None:
+    """Leftovers of writers killed mid-write; safe to delete because we hold the lock."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _publish(staging: Path, path: Path, replace: bool) -> None:
+    header_.seal(staging)
+    with open(staging, "rb") as handle:
+        os.fsync(handle.fileno())
+    with _no_interrupts():
+        if replace:
+            os.replace(staging, path)
+        else:
+            try:
+                os.link(staging, path)  # fails if someone created the path meanwhile: never clobber
+            except FileExistsError:
+                raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)") from None
+    _fsync_directory(path.parent)
+
+
+@contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Ctrl-C waits until the rename is done, so "interrupted" never means "half committed"."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals cannot reach us here anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""The command line: parse arguments, call one engine function, render, map errors to exit codes."""

@@ -1,0 +1,107 @@
+"""The `supsup` command: the Typer app, and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from supsup_cli import __version__
+from supsup_cli.cli import archive_commands, exit_codes, output
+from supsup_cli.errors import SupsupError
+
+# Typer 0.2x vendors click as typer._click; older releases depend on click itself.
+click = getattr(typer, "_click", None) or __import__("click")
+
+app = typer.Typer(
+    name="supsup",
+    help="Learn thousands of tasks in sequence without forgetting (Supermasks in Superposition).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"supsup {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Learn thousands of tasks in sequence without forgetting (Supermasks in Superposition)."""
+
+
+def _not_yet(name: str):
+    def command() -> None:
+        output.note(f"supsup {name}: not yet available in this version")
+
+    command.__doc__ = f"Not yet available.\n\nExample: supsup {name} --help"
+    return command
+
+
+app.command("init")(archive_commands.init)
+app.command("inspect")(archive_commands.inspect)
+for _name in ("learn-task", "infer", "hopfield-store", "benchmark", "size"):
+    app.command(_name)(_not_yet(_name))
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(sys.argv[1:] if argv is None else argv))
+
+
+def run(argv: list[str]) -> int:
+    """Run one command line; every failure becomes one line on stderr and an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="supsup", standalone_mode=False)
+        return result if isinstance(result, int) else exit_codes.OK
+    except SupsupError as error:
+        output.error_line(_one_line(str(error)))
+        return exit_codes.for_error(error)
+    except click.exceptions.ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            sys.stdout.write(error.ctx.get_help() + "\n")
+            return exit_codes.OK
+        output.error_line(_one_line(error.format_message()) + _usage_hint(error))
+        return exit_codes.USAGE
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        output.error_line("interrupted; nothing was committed by the interrupted step")
+        return exit_codes.INTERRUPTED
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            output.error_line(f"no space left on device ({error.filename or 'write'})")
+            return exit_codes.for_error(_disk_full())
+        output.error_line(_one_line(f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}"))
+        return exit_codes.INTERNAL
+    except Exception as error:  # a bug: still one line, with the traceback on request
+        if os.environ.get("SUPSUP_DEBUG"):
+            traceback.print_exc()
+        output.error_line(_one_line(f"internal error: {type(error).__name__}: {error}")
+                          + " (set SUPSUP_DEBUG=1 for a traceback)")
+        return exit_codes.INTERNAL
+
+
+def _disk_full() -> SupsupError:
+    from supsup_cli.errors import DiskFull
+
+    return DiskFull("")
+
+
+def _usage_hint(error: Exception) -> str:
+    ctx = getattr(error, "ctx", None)
+    return f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

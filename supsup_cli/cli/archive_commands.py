@@ -1,0 +1,97 @@
+"""init and inspect: create an archive, and show what it holds."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from supsup_cli import archive, registry
+from supsup_cli.cli import output
+from supsup_cli.cli.options import ArchivePath, Json
+from supsup_cli.records import TaskRecord
+
+
+def init(
+    path: ArchivePath,
+    arch: Annotated[str, typer.Option("--arch", help=f"One of: {', '.join(registry.REGISTRY)}.")],
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**64 - 1, help="Seed of the random base network.")] = 0,
+    output_size: Annotated[
+        int | None, typer.Option("--output-size", help="Output neurons s (real classes plus superfluous ones).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    json_: Json = False,
+) -> None:
+    """Create an archive for one random base network, with no tasks yet.
+
+    Example: supsup init model.supsup --arch lenet300-100 --seed 0
+    """
+    spec = registry.resolve(arch, output_size)
+    digest = archive.create(path, spec, seed, force=force)
+    result = {"path": str(path), "arch": spec.name, "output_size": spec.output_size, "seed": seed,
+              "weights_sha256": digest}
+    if json_:
+        output.emit_json(result)
+    else:
+        output.emit_fields(list(result.items()))
+
+
+def inspect(path: ArchivePath, json_: Json = False) -> None:
+    """Show an archive's format version, architecture, seed, weights hash and tasks.
+
+    Example: supsup inspect model.supsup --json | jq '.tasks[].name'
+    """
+    with archive.Archive(path) as opened:
+        result = describe(opened)
+    if json_:
+        output.emit_json(result)
+        return
+    output.emit_fields([
+        ("path", result["path"]),
+        ("format_version", result["format_version"]),
+        ("arch", f"{result['arch']['name']} (output size {result['arch']['output_size']})"),
+        ("seed", result["seed"]),
+        ("weights_sha256", result["weights_sha256"]),
+        ("tasks", len(result["tasks"])),
+    ])
+    if result["tasks"]:
+        output.emit_table(
+            ["index", "name", "data", "test acc", "density", "created"],
+            [[t["index"], t["name"], t["data_spec"], t["test_accuracy"], t["density"], t["created"]]
+             for t in result["tasks"]],
+        )
+
+
+def describe(opened: archive.Archive) -> dict[str, Any]:
+    return {
+        "path": str(opened.path),
+        "format_version": opened.format_version,
+        "arch": _plain_spec(opened.spec),
+        "seed": opened.seed,
+        "weights_sha256": opened.weights_sha256,
+        "writer": opened.writer,
+        "tasks": [_task_summary(index, record, [site.numel for site in opened.sites])
+                  for index, record in enumerate(opened.tasks)],
+    }
+
+
+def _plain_spec(spec: registry.ArchSpec) -> dict[str, Any]:
+    return json.loads(registry.to_json(spec))
+
+
+def _task_summary(index: int, record: TaskRecord, site_sizes: list[int]) -> dict[str, Any]:
+    return {
+        "index": index,
+        "name": record.name,
+        "data": record.data,
+        "data_spec": data_spec_text(record.data),
+        "classes": list(record.classes),
+        "test_accuracy": record.test_accuracy,
+        "density": round(sum(d * n for d, n in zip(record.density, site_sizes)) / sum(site_sizes), 4),
+        "created": record.created,
+    }
+
+
+def data_spec_text(data: dict[str, Any]) -> str:
+    return " ".join([str(data.get("dataset", "?"))] + [f"{k}={v}" for k, v in sorted(data.items()) if k != "dataset"])

@@ -1,0 +1,36 @@
+"""Exit codes: a contract with users' scripts, listed in the README. Never renumber one."""
+
+from __future__ import annotations
+
+from supsup_cli import errors
+
+OK = 0
+INTERNAL = 1
+USAGE = 2
+INTERRUPTED = 130
+
+BY_ERROR: dict[type[errors.SupsupError], int] = {
+    errors.InvalidArgument: USAGE,
+    errors.ArchiveNotFound: 3,
+    errors.NotAnArchive: 4,
+    errors.ArchiveCorrupt: 5,
+    errors.VersionTooNew: 6,
+    errors.WeightsMismatch: 7,
+    errors.ArchiveLocked: 8,
+    errors.BadInput: 9,
+    errors.UnknownTask: 10,
+    errors.NoTasks: 10,
+    errors.DataUnavailable: 11,
+    errors.ArchiveExists: 12,
+    errors.DuplicateTask: 12,
+    errors.DiskFull: 13,
+    errors.BudgetReached: 14,
+    errors.QualityGateFailed: 15,
+}
+
+
+def for_error(error: errors.SupsupError) -> int:
+    for kind in type(error).__mro__:
+        if kind in BY_ERROR:
+            return BY_ERROR[kind]
+    return INTERNAL

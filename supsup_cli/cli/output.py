@@ -1,0 +1,92 @@
+"""The one place that renders: JSON or human text on stdout, progress and errors on stderr.
+
+Rich styling only on a terminal without NO_COLOR; plain aligned text when piped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+def _styled(stream: Any) -> bool:
+    return "NO_COLOR" not in os.environ and stream.isatty()
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def emit_fields(fields: Sequence[tuple[str, Any]]) -> None:
+    width = max((len(key) for key, _ in fields), default=0)
+    for key, value in fields:
+        sys.stdout.write(f"{key + ':':<{width + 1}} {value}\n")
+
+
+def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    cells = [[_cell(value) for value in row] for row in rows]
+    if _styled(sys.stdout):
+        table = Table(*columns, title=title)
+        for row in cells:
+            table.add_row(*row)
+        Console(file=sys.stdout).print(table)
+        return
+    if title:
+        sys.stdout.write(f"{title}\n")
+    widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+    for row in [list(columns), *cells]:
+        sys.stdout.write("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def note(message: str) -> None:
+    """A line of progress or advice for people, on stderr."""
+    sys.stderr.write(message + "\n")
+
+
+def error_line(message: str) -> None:
+    sys.stderr.write(f"supsup: error: {message}\n")
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Any]:
+    """A rich progress bar on a terminal; nothing at all when stderr is not one.
+
+    Yields `update(completed, **fields)`; `fields` appear after the bar (loss, accuracy...).
+    """
+    if not sys.stderr.isatty():
+        yield lambda completed, **fields: None
+        return
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
+    with Progress(*columns, console=Console(file=sys.stderr, no_color="NO_COLOR" in os.environ),
+                  transient=True) as bar:
+        task = bar.add_task(description, total=total, info="")
+
+        def update(completed: int, **fields: Any) -> None:
+            info = "  ".join(f"{key} {_cell(value)}" for key, value in fields.items())
+            bar.update(task, completed=completed, info=info)
+
+        yield update

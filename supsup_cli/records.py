@@ -1,0 +1,107 @@
+"""A task's metadata: plain JSON data, validated field by field when read from an archive."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from supsup_cli.errors import ArchiveCorrupt
+
+MAX_RECORD_BYTES = 64 * 1024
+MAX_NAME_CHARS = 200
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    name: str
+    data: dict[str, Any]  # the data spec, as written by supsup_cli.data.transforms.TaskData.to_plain
+    classes: tuple[int, ...]  # the label of each real output neuron, in order
+    mean: tuple[float, ...]  # per-channel normalization of inputs in [0, 1]
+    std: tuple[float, ...]
+    density: tuple[float, ...]  # fraction of ones in each mask site
+    test_accuracy: float | None = None
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    training: dict[str, Any] = field(default_factory=dict)  # free-form: steps, lr, seed, seconds...
+
+    def to_json(self) -> bytes:
+        plain = asdict(self)
+        return json.dumps(plain, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+    @staticmethod
+    def from_json(raw: bytes, sites: int) -> "TaskRecord":
+        try:
+            plain = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ArchiveCorrupt(f"task record is not valid JSON ({type(exc).__name__})") from None
+        return _validated(plain, sites)
+
+
+def check_name(name: str) -> str:
+    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable() or name.strip() != name:
+        raise ValueError(f"task names must be 1-{MAX_NAME_CHARS} printable characters without surrounding spaces")
+    if name.isdigit():
+        raise ValueError("task names must not be all digits (they would read as task indices)")
+    return name
+
+
+def _validated(plain: Any, sites: int) -> TaskRecord:
+    def fail(what: str) -> ArchiveCorrupt:
+        return ArchiveCorrupt(f"task record: {what}")
+
+    if not isinstance(plain, dict):
+        raise fail("not an object")
+    try:
+        name = check_name(plain["name"]) if isinstance(plain.get("name"), str) else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if name is None:
+        raise fail("missing name")
+    for key in ("data", "training"):
+        if not isinstance(plain.get(key), dict):
+            raise fail(f"{key} is not an object")
+    classes = _int_list(plain.get("classes"), fail, "classes")
+    if not 1 <= len(classes) <= 100_000 or min(classes) < 0:
+        raise fail("classes must be 1 to 100000 non-negative integers")
+    mean = _float_list(plain.get("mean"), fail, "mean")
+    std = _float_list(plain.get("std"), fail, "std")
+    if not 1 <= len(mean) == len(std) <= 16 or min(std) <= 0:
+        raise fail("mean/std must be matching per-channel lists with positive std")
+    density = _float_list(plain.get("density"), fail, "density")
+    if len(density) != sites or not all(0.0 <= d <= 1.0 for d in density):
+        raise fail(f"density must list {sites} fractions")
+    accuracy = plain.get("test_accuracy")
+    if accuracy is not None and not (_is_number(accuracy) and 0.0 <= accuracy <= 1.0):
+        raise fail("test_accuracy must be null or a fraction")
+    created = plain.get("created")
+    if not isinstance(created, str) or len(created) > 64:
+        raise fail("created is not a timestamp string")
+    return TaskRecord(
+        name=name,
+        data=plain["data"],
+        classes=tuple(classes),
+        mean=tuple(mean),
+        std=tuple(std),
+        density=tuple(density),
+        test_accuracy=None if accuracy is None else float(accuracy),
+        created=created,
+        training=plain["training"],
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_list(value: Any, fail, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise fail(f"{what} is not a list of integers")
+    return value
+
+
+def _float_list(value: Any, fail, what: str) -> list[float]:
+    if not isinstance(value, list) or not all(_is_number(v) for v in value):
+        raise fail(f"{what} is not a list of numbers")
+    return [float(v) for v in value]
