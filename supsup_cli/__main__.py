@@ -1,3 +1,3 @@
-from supsup_cli.cli.app import main
+from supsup_cli.cli import main
 
 main()

@@ -21,3 +21,75 @@ def pack(bits: torch.Tensor) -> torch.Tensor:
     grouped = padded.reshape(*bits.shape[:-1], -1, 8)
     shifts = _SHIFTS.to(bits.device)
     return (grouped << shifts).sum(dim=-1, dtype=torch.uint8)
+
+
+class _ThresholdSTE(torch.autograd.Function):
+    """mask = (scores >= 0); the gradient passes straight through (Mallya et al.'s rule)."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor) -> torch.Tensor:
+        return (scores >= 0).to(scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class _ThresholdMaskedWeight(torch.autograd.Function):
+    """weight * (scores >= 0) in two passes; the scores' gradient is the straight-through grad * weight."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight)
+        mask = torch.ge(scores, 0, out=torch.empty_like(scores))  # straight to float: one pass fewer
+        return mask.mul_(weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (weight,) = ctx.saved_tensors
+        # grad is the masked weight's own gradient, used by no one else: reuse its memory.
+        return grad.mul_(weight), None
+
+
+def threshold_masked_weight(scores: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return _ThresholdMaskedWeight.apply(scores, weight)
+
+
+class _TopKSTE(torch.autograd.Function):
+    """mask = the `density` fraction of largest scores (edge-popup); gradient straight through."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, density: float) -> torch.Tensor:
+        return topk_mask(scores, density).to(scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+def topk_mask(scores: torch.Tensor, density: float) -> torch.Tensor:
+    flat = scores.reshape(-1)
+    keep = max(1, round(density * flat.numel()))
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[torch.topk(flat, keep, sorted=False).indices] = True
+    return mask.reshape(scores.shape)
+
+
+def straight_through(scores: torch.Tensor, density: float | None) -> torch.Tensor:
+    """A differentiable 0/1 mask from real-valued scores: threshold at 0, or top-k by |score|."""
+    if density is None:
+        return _ThresholdSTE.apply(scores)
+    return _TopKSTE.apply(scores.abs(), density)
+
+
+def binarize(scores: torch.Tensor, density: float | None) -> torch.Tensor:
+    """The final bool mask of trained scores, by the same rule as `straight_through`."""
+    return scores >= 0 if density is None else topk_mask(scores.abs(), density)
+
+
+def packed_mean(packed: torch.Tensor, n: int, chunk: int = 64) -> torch.Tensor:
+    """The mean over tasks of [tasks, ceil(n/8)] packed masks, unpacking `chunk` tasks at a time."""
+    total = torch.zeros(n, dtype=torch.float32, device=packed.device)
+    for start in range(0, packed.shape[0], chunk):
+        total += unpack(packed[start : start + chunk], n).sum(dim=0)
+    return total / max(1, packed.shape[0])

@@ -57,7 +57,7 @@ class Archive:
         if check_weights:
             self.base_weights()
 
-    def base_weights(self) -> list:
+    def base_weights(self) -> list[np.ndarray]:
         weights = base_weights(self.spec, self.seed)
         if weights_sha256(weights) != self.weights_sha256:
             raise WeightsMismatch(

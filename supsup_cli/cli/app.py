@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from supsup_cli import __version__
-from supsup_cli.cli import archive_commands, exit_codes, output
+from supsup_cli.cli import archive_commands, exit_codes, learn_commands, output
 from supsup_cli.errors import SupsupError
 
 # Typer 0.2x vendors click as typer._click; older releases depend on click itself.
@@ -52,12 +52,12 @@ def _not_yet(name: str):
 
 app.command("init")(archive_commands.init)
 app.command("inspect")(archive_commands.inspect)
-for _name in ("learn-task", "infer", "hopfield-store", "benchmark", "size"):
+app.command("learn-task")(learn_commands.learn)
+data_app = typer.Typer(help="Datasets and task data.", no_args_is_help=True)
+data_app.command("export")(learn_commands.export)
+app.add_typer(data_app, name="data")
+for _name in ("infer", "hopfield-store", "benchmark", "size"):
     app.command(_name)(_not_yet(_name))
-
-
-def main(argv: list[str] | None = None) -> None:
-    sys.exit(run(sys.argv[1:] if argv is None else argv))
 
 
 def run(argv: list[str]) -> int:
@@ -65,6 +65,8 @@ def run(argv: list[str]) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="supsup", standalone_mode=False)
+        if result == exit_codes.INTERRUPTED:  # Typer turns Ctrl-C into a silent exit code 130
+            raise KeyboardInterrupt
         return result if isinstance(result, int) else exit_codes.OK
     except SupsupError as error:
         output.error_line(_one_line(str(error)))
@@ -75,7 +77,7 @@ def run(argv: list[str]) -> int:
             return exit_codes.OK
         output.error_line(_one_line(error.format_message()) + _usage_hint(error))
         return exit_codes.USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         output.error_line("interrupted; nothing was committed by the interrupted step")
         return exit_codes.INTERRUPTED
     except OSError as error:

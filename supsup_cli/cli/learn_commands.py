@@ -1,0 +1,86 @@
+"""learn-task and data export.
+
+Engine modules that import torch are imported inside the commands that need them, so that
+`supsup inspect`, `--help` and friends start in a fraction of a second in shell pipelines.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from supsup_cli.cli import output
+from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, Json, Permute, Rotate,
+                                    task_data)
+from supsup_cli.data.images import export_examples
+from supsup_cli.data.tasks import load_task
+
+
+def learn(
+    path: ArchivePath,
+    data: Dataset = "mnist",
+    permute: Permute = None,
+    rotate: Rotate = None,
+    classes: Classes = None,
+    name: Annotated[str | None, typer.Option("--name", help="Task name (default: from the data spec).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Training batches.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    lr: Annotated[float, typer.Option("--lr", help="RMSprop learning rate of the scores.")] = 1e-4,
+    density: Annotated[float | None, typer.Option(
+        "--density", help="Keep this fraction of each layer's weights (top-k); default: scores >= 0.")] = None,
+    init: Annotated[str, typer.Option(
+        "--init", help="kaiming, or mean: start from the running mean of the archive's masks.")] = "kaiming",
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of score init and batch order.")] = 0,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    json_: Json = False,
+) -> None:
+    """Train one supermask for a task and commit it to the archive (nothing is committed on failure).
+
+    Example: supsup learn-task model.supsup --data mnist --permute 7
+    """
+    from supsup_cli.learn import LearnRequest, learn_task
+    from supsup_cli.training import TrainConfig
+
+    request = LearnRequest(
+        path=path, data=task_data(data, permute, rotate, classes), name=name, init=init, device=device,
+        data_dir=data_dir, config=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed),
+    )
+    started = time.perf_counter()
+    with output.progress_bar(f"learning {name or request.data.default_name()}", steps) as update:
+        def progress(step: int, loss: float, accuracy: float) -> None:
+            rate = step * batch_size / max(1e-9, time.perf_counter() - started)
+            update(step, loss=loss, acc=accuracy, **{"img/s": f"{rate:,.0f}"})
+
+        result = learn_task(request, progress)
+    if json_:
+        output.emit_json(result)
+    else:
+        output.emit_fields([(key, result[key]) for key in
+                            ("index", "name", "test_accuracy", "train_seconds", "steps", "density")])
+
+
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs and labels.csv.")],
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many images.")] = 100,
+    data: Dataset = "mnist",
+    permute: Permute = None,
+    rotate: Rotate = None,
+    classes: Classes = None,
+    split: Annotated[str, typer.Option("--split", help="train or test.")] = "test",
+    data_dir: DataDir = None,
+    json_: Json = False,
+) -> None:
+    """Write a task's transformed images as 8-bit PNGs plus labels.csv (file,label).
+
+    Example: supsup data export --data mnist --permute 7 -n 200 --out imgs/
+    """
+    rows = export_examples(load_task(task_data(data, permute, rotate, classes), split, data_dir), count, out)
+    result = {"out": str(out), "images": len(rows), "labels": str(out / "labels.csv")}
+    if json_:
+        output.emit_json(result)
+    else:
+        output.emit_fields(list(result.items()))

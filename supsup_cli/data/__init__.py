@@ -1,0 +1,1 @@
+"""Datasets, task transforms and image files."""

@@ -1,0 +1,131 @@
+"""Task transforms: pure functions of their parameters, recorded in the archive as plain data.
+
+- permute SEED: output pixel i is input pixel perm[i], perm = supsup_cli.prng.permutation(SEED, H*W)
+- rotate DEGREES: counterclockwise about the image centre, bilinear, zero outside, rounded to uint8
+- classes C0,C1,...: keep only these labels; the task's j-th class is Cj
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+
+from supsup_cli import prng
+from supsup_cli.errors import ArchiveCorrupt, InvalidArgument
+
+
+@dataclass(frozen=True)
+class TaskData:
+    dataset: str
+    permute: int | None = None
+    rotate: float | None = None
+    classes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.permute is not None and self.rotate is not None:
+            raise InvalidArgument("--permute and --rotate conflict: a task has one pixel transform")
+        if self.permute is not None and not 0 <= self.permute < 2**64:
+            raise InvalidArgument("--permute takes a seed in [0, 2**64)")
+        if self.rotate is not None and not math.isfinite(self.rotate):
+            raise InvalidArgument("--rotate takes a finite number of degrees")
+        if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
+            raise InvalidArgument("--classes takes distinct class labels, e.g. --classes 0,1")
+
+    def check_classes(self, num_classes: int) -> None:
+        bad = [c for c in self.classes or () if not 0 <= c < num_classes]
+        if bad:
+            raise InvalidArgument(f"--classes {bad[0]} is out of range: {self.dataset} has classes 0-{num_classes - 1}")
+
+    def task_classes(self, num_classes: int) -> tuple[int, ...]:
+        return self.classes if self.classes is not None else tuple(range(num_classes))
+
+    def default_name(self) -> str:
+        parts = [self.dataset]
+        if self.permute is not None:
+            parts.append(f"permute-{self.permute}")
+        if self.rotate is not None:
+            parts.append(f"rotate-{self.rotate:g}")
+        if self.classes is not None:
+            parts.append("classes-" + "-".join(map(str, self.classes)))
+        return "-".join(parts)
+
+    def to_plain(self) -> dict[str, Any]:
+        plain: dict[str, Any] = {"dataset": self.dataset}
+        if self.permute is not None:
+            plain["permute"] = self.permute
+        if self.rotate is not None:
+            plain["rotate"] = self.rotate
+        if self.classes is not None:
+            plain["classes"] = list(self.classes)
+        return plain
+
+    @staticmethod
+    def from_plain(plain: dict[str, Any]) -> "TaskData":
+        try:
+            classes = plain.get("classes")
+            return TaskData(
+                dataset=str(plain["dataset"]),
+                permute=plain.get("permute"),
+                rotate=None if plain.get("rotate") is None else float(plain["rotate"]),
+                classes=None if classes is None else tuple(int(c) for c in classes),
+            )
+        except (KeyError, TypeError, ValueError, InvalidArgument) as exc:
+            raise ArchiveCorrupt(f"task data spec is invalid ({exc})") from None
+
+
+def apply(task: TaskData, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The task's images (uint8, same shape) and their original labels."""
+    if task.classes is not None:
+        keep = np.isin(labels, task.classes)
+        images, labels = images[keep], labels[keep]
+    if task.permute is not None:
+        images = permute(images, task.permute)
+    if task.rotate is not None:
+        images = rotate(images, task.rotate)
+    return images, labels
+
+
+def permute(images: np.ndarray, seed: int) -> np.ndarray:
+    flat = images.reshape(images.shape[0], -1)
+    order = prng.permutation(seed, flat.shape[1])
+    return flat[:, order].reshape(images.shape)
+
+
+def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate [N, H, W] uint8 images through one sparse sampling matrix shared by all images."""
+    n, height, width = images.shape
+    out = images.reshape(n, -1).astype(np.float32) @ rotation_matrix(height, width, degrees)
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8).reshape(images.shape)
+
+
+def rotation_matrix(height: int, width: int, degrees: float) -> scipy.sparse.csr_matrix:
+    """M with out = in @ M: column j holds the bilinear weights of output pixel j's source."""
+    theta = math.radians(degrees)
+    rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
+                             indexing="ij")
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    # Inverse map: the source of output pixel (r, c) is it rotated clockwise on screen (y axis down).
+    x, y = (cols - cx).reshape(-1), (rows - cy).reshape(-1)
+    src_x = math.cos(theta) * x - math.sin(theta) * y + cx
+    src_y = math.sin(theta) * x + math.cos(theta) * y + cy
+    x0, y0 = np.floor(src_x), np.floor(src_y)
+    fx, fy = src_x - x0, src_y - y0
+    sources, targets, weights = [], [], []
+    for dy, dx, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                           (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        sy, sx = (y0 + dy).astype(np.int64), (x0 + dx).astype(np.int64)
+        inside = (sy >= 0) & (sy < height) & (sx >= 0) & (sx < width)
+        sources.append((sy * width + sx)[inside])
+        targets.append(np.flatnonzero(inside))
+        weights.append(weight[inside])
+    size = height * width
+    return scipy.sparse.csr_matrix(
+        (np.concatenate(weights).astype(np.float32), (np.concatenate(sources), np.concatenate(targets))),
+        shape=(size, size),
+    )

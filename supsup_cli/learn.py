@@ -1,0 +1,95 @@
+"""learn-task: train one mask on a task's data and commit it to an archive, or commit nothing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from supsup_cli import archive, device as device_, masks as masks_
+from supsup_cli.data.tasks import load_task
+from supsup_cli.data.transforms import TaskData
+from supsup_cli.errors import DuplicateTask, InvalidArgument
+from supsup_cli.models import MaskedNet, real_outputs
+from supsup_cli.records import TaskRecord, check_name
+from supsup_cli.registry import ArchSpec
+from supsup_cli.training import Progress, TrainConfig, accuracy, task_tensors, train_masks
+
+
+@dataclass(frozen=True)
+class LearnRequest:
+    path: Path
+    data: TaskData
+    config: TrainConfig
+    name: str | None = None
+    init: str = "kaiming"  # or "mean": start from the running mean of the archive's masks
+    device: str = "auto"
+    data_dir: Path | None = None
+
+
+def check_request(request: LearnRequest) -> None:
+    config = request.config
+    if config.steps < 1:
+        raise InvalidArgument(f"--steps must be at least 1, got {config.steps}")
+    if config.batch_size < 1:
+        raise InvalidArgument(f"--batch-size must be at least 1, got {config.batch_size}")
+    if not config.lr > 0:
+        raise InvalidArgument(f"--lr must be positive, got {config.lr}")
+    if config.density is not None and not 0 < config.density <= 1:
+        raise InvalidArgument(f"--density must be in (0, 1], got {config.density}")
+    if request.init not in ("kaiming", "mean"):
+        raise InvalidArgument(f"--init must be kaiming or mean, got {request.init!r}")
+    if request.name is not None:
+        try:
+            check_name(request.name)
+        except ValueError as exc:
+            raise InvalidArgument(f"--name: {exc}") from None
+
+
+def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[str, Any]:
+    check_request(request)
+    device = device_.resolve(request.device)
+    with archive.Archive(request.path) as current:
+        spec, weights = current.spec, current.base_weights()
+        name = request.name or request.data.default_name()
+        if any(task.name == name for task in current.tasks):
+            raise DuplicateTask(f"{request.path}: a task named {name!r} already exists (choose another --name)")
+        previous_mean = _running_mean(current, device) if request.init == "mean" and current.tasks else None
+    train = load_task(request.data, "train", request.data_dir)
+    test = load_task(request.data, "test", request.data_dir)
+    _check_outputs(spec, train.classes)
+    net = MaskedNet(spec, weights).to(device)
+    trained = train_masks(net, task_tensors(train, spec, device), request.config, previous_mean, progress)
+    test_accuracy = accuracy(net, trained.masks, task_tensors(test, spec, device), real_outputs(spec, test.classes))
+    density = tuple(float(m.float().mean()) for m in trained.masks)
+    record = TaskRecord(
+        name=name, data=request.data.to_plain(), classes=train.classes, mean=train.mean, std=train.std,
+        density=density, test_accuracy=test_accuracy,
+        training={**asdict(request.config), "init": request.init, "device": str(device),
+                  "train_seconds": round(trained.seconds, 3), "final_loss": round(trained.final_loss, 6)},
+    )
+    index = archive.append_task(request.path, record, [m.numpy() for m in trained.masks])
+    total = sum(m.numel() for m in trained.masks)
+    return {
+        "index": index,
+        "name": name,
+        "test_accuracy": test_accuracy,
+        "train_seconds": round(trained.seconds, 3),
+        "steps": request.config.steps,
+        "density": round(sum(d * m.numel() for d, m in zip(density, trained.masks)) / total, 6),
+        "data": request.data.to_plain(),
+        "device": str(device),
+    }
+
+
+def _running_mean(current: archive.Archive, device: torch.device) -> list[torch.Tensor]:
+    return [masks_.packed_mean(torch.from_numpy(packed), site.numel).to(device)
+            for packed, site in zip(current.packed_masks(), current.sites)]
+
+
+def _check_outputs(spec: ArchSpec, classes: tuple[int, ...]) -> None:
+    needed = max(classes) + 1 if spec.labels == "global" else len(classes)
+    if needed > spec.output_size:
+        raise InvalidArgument(f"the task needs {needed} output neurons but {spec.name} has {spec.output_size}")

@@ -1,0 +1,138 @@
+"""Learning one task's supermask over the frozen network: scores, straight-through masks, RMSprop."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from supsup_cli.data.tasks import TaskExamples
+from supsup_cli.masks import binarize, straight_through, threshold_masked_weight
+from supsup_cli.models import MaskedNet, normalize, real_outputs
+from supsup_cli.registry import ArchSpec, mask_sites, weight_layers
+
+Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accuracy)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-4
+    density: float | None = None  # None: threshold masks (score >= 0); else top-k per site
+    seed: int = 0
+
+
+@dataclass
+class TaskTensors:
+    """A task's examples on the training device: uint8 images and output-neuron targets."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def inputs(self, index: torch.Tensor | slice) -> torch.Tensor:
+        return normalize(self.images[index], self.mean, self.std)
+
+
+@dataclass
+class TrainedMask:
+    masks: list[torch.Tensor]  # bool, one per site, on the CPU
+    seconds: float
+    final_loss: float
+
+
+def initial_scores(net: MaskedNet, config: TrainConfig, previous_mean: Sequence[torch.Tensor] | None,
+                   generator: torch.Generator) -> list[torch.Tensor]:
+    """Kaiming-uniform scores (neuron masks: zeros, i.e. all kept), or the running mean of earlier masks.
+
+    With `previous_mean`, an edge kept by every earlier task starts at +bound and one kept by none at
+    -bound (top-k masks: at bound and 0); a 1e-3 x bound jitter breaks ties.
+    """
+    scores = []
+    for index, site in enumerate(mask_sites(net.spec)):
+        bound = _score_bound(net, index)
+        fresh = (torch.rand(site.shape, generator=generator) * 2 - 1) * bound
+        if previous_mean is None:
+            start = fresh if net.spec.mask_on == "weights" else torch.zeros(site.shape)
+        else:
+            mean = previous_mean[index].reshape(site.shape).float().cpu()
+            start = bound * (mean if config.density is not None else 2 * mean - 1) + 1e-3 * fresh
+        scores.append(start)
+    return scores
+
+
+def _score_bound(net: MaskedNet, index: int) -> float:
+    if net.spec.mask_on == "neurons":
+        return 1.0
+    return 1.0 / math.sqrt(weight_layers(net.spec)[index].fan_in)
+
+
+def batches(count: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Indices of shuffled epochs, forever; the last partial batch of an epoch is dropped."""
+    per_epoch = max(1, count // batch_size)
+    while True:
+        order = torch.randperm(count, generator=generator)
+        for start in range(0, per_epoch * batch_size, batch_size):
+            yield order[start : start + batch_size]
+
+
+def masked_logits(net: MaskedNet, x: torch.Tensor, scores: Sequence[torch.Tensor],
+                  density: float | None) -> torch.Tensor:
+    """The output with the straight-through masks of `scores` (threshold masks on weights: fused)."""
+    if net.spec.mask_on == "weights" and density is None:
+        return net.run(x, [threshold_masked_weight(s, w) for s, w in zip(scores, net.base())])
+    return net(x, [straight_through(s, density) for s in scores])
+
+
+def train_masks(net: MaskedNet, task: TaskTensors, config: TrainConfig,
+                previous_mean: Sequence[torch.Tensor] | None = None, progress: Progress | None = None) -> TrainedMask:
+    generator = torch.Generator().manual_seed(config.seed)
+    device = task.images.device
+    scores = [s.to(device).requires_grad_() for s in initial_scores(net, config, previous_mean, generator)]
+    optimizer = torch.optim.RMSprop(scores, lr=config.lr)
+    started = time.perf_counter()
+    loss = torch.zeros(())
+    stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator)
+    for step in range(1, config.steps + 1):
+        index = next(stream).to(device)
+        logits = masked_logits(net, task.inputs(index), scores, config.density)
+        loss = F.cross_entropy(logits, task.targets[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if progress is not None and (step % 20 == 0 or step == config.steps):
+            accuracy = (logits.argmax(1) == task.targets[index]).float().mean().item()
+            progress(step, loss.item(), accuracy)
+    seconds = time.perf_counter() - started
+    masks = [binarize(s.detach(), config.density).cpu() for s in scores]
+    return TrainedMask(masks=masks, seconds=seconds, final_loss=loss.item())
+
+
+@torch.no_grad()
+def accuracy(net: MaskedNet, masks: Sequence[torch.Tensor], task: TaskTensors, outputs: Sequence[int],
+             batch_size: int = 2000) -> float:
+    """Fraction of the task's examples whose arg-max over its real outputs is the target."""
+    device = task.images.device
+    float_masks = [m.to(device=device, dtype=torch.float32) for m in masks]
+    positions = torch.tensor(outputs, device=device)
+    correct = 0
+    for start in range(0, len(task.targets), batch_size):
+        index = slice(start, start + batch_size)
+        logits = net(task.inputs(index), float_masks)[:, positions]
+        correct += (positions[logits.argmax(1)] == task.targets[index]).sum().item()
+    return correct / max(1, len(task.targets))
+
+
+def task_tensors(examples: TaskExamples, spec: ArchSpec, device: torch.device) -> TaskTensors:
+    """Examples on the device, each label replaced by the output neuron that stands for it."""
+    outputs = real_outputs(spec, examples.classes)
+    lookup = torch.full((max(examples.classes) + 1,), -1, dtype=torch.int64)
+    lookup[list(examples.classes)] = torch.tensor(outputs)
+    targets = lookup[torch.tensor(examples.labels)]
+    return TaskTensors(torch.tensor(examples.images, device=device), targets.to(device), examples.mean, examples.std)
