@@ -51,6 +51,10 @@ class BadInput(SupsupError):
     """An input file (image, array) that cannot be read or has the wrong shape."""
 
 
+class InputNotFound(BadInput):
+    pass
+
+
 class DataUnavailable(SupsupError):
     """A dataset that cannot be found, downloaded or verified."""
 

@@ -12,8 +12,8 @@ from supsup_cli.registry import ArchSpec
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 images [N, C, H, W] (or [N, H, W] for one channel) -> float network input."""
-    x = images.float().div_(255.0)
+    """Images [N, C, H, W] (or [N, H, W] for one channel), uint8 or float in [0, 1] -> network input."""
+    x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
     if x.dim() == 3:
         x = x.unsqueeze(1)
     shape = (1, -1, 1, 1)

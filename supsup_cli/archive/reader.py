@@ -119,7 +119,7 @@ class Archive:
         """One task's mask per site, bit-packed; the other tasks are neither read nor decoded."""
         _, masks, _ = self.task_raw(task)
         return [
-            maskcodec.decode_packed(data, codec, site.numel)
+            maskcodec.decode_packed(data, codec, site.numel).copy()
             for (codec, data), site in zip(masks, self.sites)
         ]
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from supsup_cli import __version__
-from supsup_cli.cli import archive_commands, exit_codes, learn_commands, output
+from supsup_cli.cli import archive_commands, exit_codes, infer_commands, learn_commands, output
 from supsup_cli.errors import SupsupError
 
 # Typer 0.2x vendors click as typer._click; older releases depend on click itself.
@@ -53,10 +53,11 @@ def _not_yet(name: str):
 app.command("init")(archive_commands.init)
 app.command("inspect")(archive_commands.inspect)
 app.command("learn-task")(learn_commands.learn)
+app.command("infer")(infer_commands.infer)
 data_app = typer.Typer(help="Datasets and task data.", no_args_is_help=True)
 data_app.command("export")(learn_commands.export)
 app.add_typer(data_app, name="data")
-for _name in ("infer", "hopfield-store", "benchmark", "size"):
+for _name in ("hopfield-store", "benchmark", "size"):
     app.command(_name)(_not_yet(_name))
 
 

@@ -1,0 +1,48 @@
+"""infer: the task and class of each input image, with or without the task given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from supsup_cli.cli import exit_codes, output
+from supsup_cli.cli.options import ArchivePath, Device, Json
+
+
+def infer(
+    path: ArchivePath,
+    inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG files, folders of them, or .npy arrays.",
+                                                 show_default=False)],
+    task: Annotated[str | None, typer.Option("--task", help="Task index or name: use its mask, no inference.")] = None,
+    method: Annotated[str, typer.Option("--method", help="one-shot, binary or exhaustive.")] = "one-shot",
+    objective: Annotated[str, typer.Option("--objective", help="entropy (H) or g (superfluous neurons).")] = "entropy",
+    same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task for all inputs together.")] = False,
+    resize: Annotated[bool, typer.Option("--resize", help="Resize images to the network's input size.")] = False,
+    device: Device = "auto",
+    json_: Json = False,
+) -> int:
+    """Find each input's task by superposition of all masks (or use --task), then classify it.
+
+    Each input is inferred on its own unless --same-task; all of them in one vectorized pass.
+    Exit code 0 when every input was read; otherwise the code of the first bad input.
+
+    Example: supsup infer model.supsup imgs/ --json
+    """
+    from supsup_cli.predict import InferRequest, infer as run_infer
+
+    prediction = run_infer(InferRequest(path=path, inputs=inputs, task=task, method=method, objective=objective,
+                                        same_task=same_task, resize=resize, device=device))
+    for message in prediction.notes:
+        output.note(f"supsup: note: {message}")
+    if json_:
+        for result in prediction.results:
+            output.emit_json(result)
+    elif prediction.results:
+        output.emit_table(["input", "task", "task_name", "class", "confidence"],
+                          [[r[k] for k in ("input", "task", "task_name", "class", "confidence")]
+                           for r in prediction.results])
+    for _, error in prediction.failures:
+        output.error_line(str(error))
+    return exit_codes.for_error(prediction.failures[0][1]) if prediction.failures else exit_codes.OK

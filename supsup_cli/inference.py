@@ -1,0 +1,233 @@
+"""Task-identity inference by superposition, vectorized over tasks and inputs.
+
+For masks on weights, the network with coefficients alpha over k tasks uses, in layer l, the weights
+W_l * sum_i alpha_i M_l^i. With a_l the layer's pre-activation, h_{l-1} its input and
+delta_l = dObjective/da_l (one row per input, from one backward pass), each input's gradient is
+
+    dObjective_b / dalpha_i = sum_l sum_{v,u} delta_l[b, v] h_{l-1}[b, u] W_l[v, u] M_l^i[v, u],
+
+a contraction with the stacked masks. Masks stay bit-packed ([k, ceil(n/8)] uint8 per site) and
+are unpacked a chunk of tasks at a time, so memory does not grow with k and the result does not
+depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from supsup_cli.errors import InvalidArgument
+from supsup_cli.masks import unpack
+from supsup_cli.models import MaskedNet
+
+METHODS = ("one-shot", "binary", "exhaustive")
+OBJECTIVES = ("entropy", "g")
+DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Superposition:
+    """The k tasks' masks of a weight-masked network, bit-packed on the inference device."""
+
+    net: MaskedNet
+    packed: list[torch.Tensor]  # per site: [k, ceil(n/8)] uint8
+    real: torch.Tensor  # bool [output_size]: outputs that are some task's real class
+    chunk: int  # tasks unpacked at a time
+
+    @property
+    def tasks(self) -> int:
+        return self.packed[0].shape[0]
+
+    def task_chunks(self) -> list[tuple[int, int]]:
+        return [(start, min(start + self.chunk, self.tasks)) for start in range(0, self.tasks, self.chunk)]
+
+    def masks(self, site: int, start: int, stop: int) -> torch.Tensor:
+        """Tasks start..stop-1 of one site, unpacked: [c, out, in] float."""
+        weight = self.net.base()[site]
+        return unpack(self.packed[site][start:stop], weight.numel()).view(stop - start, *weight.shape)
+
+
+def superposition(net: MaskedNet, packed: Sequence[torch.Tensor], real_outputs: Sequence[int],
+                  chunk: int | None = None) -> Superposition:
+    if net.spec.mask_on != "weights":
+        raise InvalidArgument(f"{net.spec.name} masks neurons: infer its tasks with --hopfield, or give --task")
+    device = net.base()[0].device
+    real = torch.zeros(net.spec.output_size, dtype=torch.bool, device=device)
+    real[list(real_outputs)] = True
+    if chunk is None:
+        largest = max(w.numel() for w in net.base())
+        chunk = max(1, DEFAULT_CHUNK_BYTES // (8 * largest))
+    return Superposition(net, [p.to(device) for p in packed], real, chunk)
+
+
+def objective(logits: torch.Tensor, kind: str, real: torch.Tensor) -> torch.Tensor:
+    """Per-input objective: entropy H of the softmax, or G = logsumexp with real classes detached."""
+    if kind == "entropy":
+        return -(logits.softmax(dim=1) * logits.log_softmax(dim=1)).sum(dim=1)
+    if kind == "g":
+        if bool(real.all()):
+            raise InvalidArgument("objective g needs superfluous output neurons (--output-size above the classes)")
+        return torch.where(real, logits.detach(), logits).logsumexp(dim=1)
+    raise InvalidArgument(f"--objective must be one of {', '.join(OBJECTIVES)}, got {kind!r}")
+
+
+def mixed_weights(sup: Superposition, alpha: torch.Tensor) -> list[torch.Tensor]:
+    """W_l * sum_i alpha_i M_l^i for one alpha [k] shared by all inputs."""
+    mixed = []
+    for site, weight in enumerate(sup.net.base()):
+        total = torch.zeros_like(weight)
+        for start, stop in sup.task_chunks():
+            total += torch.tensordot(alpha[start:stop], sup.masks(site, start, stop), dims=1)
+        mixed.append(total * weight)
+    return mixed
+
+
+def mixed_layer(sup: Superposition, site: int, h: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """a[b] = sum_i alpha[b, i] (W * M^i) h[b]: one network per input, never materialized."""
+    weight = sup.net.base()[site]
+    out = torch.zeros(h.shape[0], weight.shape[0], device=h.device)
+    for start, stop in sup.task_chunks():
+        coefficients = alpha[:, start:stop]
+        if bool((coefficients != 0).any()):
+            per_task = h @ (sup.masks(site, start, stop) * weight).transpose(1, 2)  # [c, B, out]
+            out = out + torch.einsum("bc,cbo->bo", coefficients, per_task)
+    return out
+
+
+def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Logits, each layer's input h_{l-1}, and each pre-activation a_l (which requires grad)."""
+    shared = alpha.dim() == 1
+    weights = mixed_weights(sup, alpha) if shared else None
+    h = x.reshape(x.shape[0], -1)
+    inputs, pre = [], []
+    last = len(sup.net.base()) - 1
+    for site in range(last + 1):
+        inputs.append(h.detach())
+        a = F.linear(h, weights[site]) if shared else mixed_layer(sup, site, h, alpha)
+        if not a.requires_grad:  # the first layer: weights and input are constants
+            a.requires_grad_()
+        pre.append(a)
+        if site < last:
+            h = F.relu(a) if sup.net.spec.activation == "relu" else F.silu(a)
+    return pre[-1], inputs, pre
+
+
+def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, kind: str,
+                    same_task: bool) -> torch.Tensor:
+    """dObjective/dalpha at alpha: [B, k] per input, or [1, k] for the summed objective."""
+    with torch.enable_grad():
+        logits, inputs, pre = forward_recording(sup, x, alpha)
+        deltas = torch.autograd.grad(objective(logits, kind, sup.real).sum(), pre)
+    rows = 1 if same_task else x.shape[0]
+    grads = torch.zeros(rows, sup.tasks, device=x.device)
+    for site, (weight, h, delta) in enumerate(zip(sup.net.base(), inputs, deltas)):
+        if same_task:
+            outer = (delta.T @ h * weight).reshape(-1)  # sum over inputs of delta_b h_b^T, times W
+        for start, stop in sup.task_chunks():
+            masked = sup.masks(site, start, stop) * weight  # [c, out, in]
+            if same_task:
+                grads[0, start:stop] += masked.reshape(stop - start, -1) @ outer
+            else:
+                grads[:, start:stop] += _per_input_contraction(masked, delta, h)
+    return grads
+
+
+def _per_input_contraction(masked: torch.Tensor, delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """[B, c]: sum_{v,u} delta[b, v] masked[i, v, u] h[b, u], through the smaller side of the layer."""
+    chunk, out, inp = masked.shape
+    if inp <= out:  # delta @ masked: [B, c, in], then dot with h
+        through = (delta @ masked.permute(1, 0, 2).reshape(out, chunk * inp)).view(-1, chunk, inp)
+        return (through * h.unsqueeze(1)).sum(dim=2)
+    through = (h @ masked.permute(2, 0, 1).reshape(inp, chunk * out)).view(-1, chunk, out)
+    return (through * delta.unsqueeze(1)).sum(dim=2)
+
+
+def one_shot(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = False) -> torch.Tensor:
+    """Algorithm 1: the task whose coefficient decreases the objective fastest, per input."""
+    alpha = torch.full((sup.tasks,), 1.0 / sup.tasks, device=x.device)
+    scores = -alpha_gradients(sup, x, alpha, kind, same_task)
+    return scores.argmax(dim=1).expand(x.shape[0])
+
+
+def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = False) -> torch.Tensor:
+    """Algorithm 2: keep the half of the candidates with the largest -dObjective/dalpha, ceil(log2 k) times."""
+    rows = 1 if same_task else x.shape[0]
+    candidates = torch.ones(rows, sup.tasks, dtype=torch.bool, device=x.device)
+    while (remaining := int(candidates[0].sum())) > 1:
+        alpha = candidates.float() / remaining
+        shared = bool((alpha == alpha[:1]).all())  # round one, or one task for all: a single network
+        scores = -alpha_gradients(sup, x, alpha[0] if shared else alpha, kind, same_task)
+        keep = scores.masked_fill(~candidates, -math.inf).topk(math.ceil(remaining / 2), dim=1).indices
+        candidates = torch.zeros_like(candidates).scatter_(1, keep, True)
+    return candidates.float().argmax(dim=1).expand(x.shape[0])
+
+
+@torch.no_grad()
+def exhaustive_objectives(sup: Superposition, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """[B, k]: each input's objective under each task's own mask (k forward passes, batched)."""
+    values = torch.empty(x.shape[0], sup.tasks, device=x.device)
+    weights = sup.net.base()
+    for start, stop in sup.task_chunks():
+        h = x.reshape(x.shape[0], -1).unsqueeze(0)  # [1, B, in], then [c, B, features]
+        for site, weight in enumerate(weights):
+            h = h @ (sup.masks(site, start, stop) * weight).transpose(1, 2)
+            if site < len(weights) - 1:
+                h = F.relu(h) if sup.net.spec.activation == "relu" else F.silu(h)
+        values[:, start:stop] = task_objective(h.reshape(-1, h.shape[-1]), kind, sup.real).view(stop - start, -1).T
+    return values
+
+
+def task_objective(logits: torch.Tensor, kind: str, real: torch.Tensor) -> torch.Tensor:
+    """What `exhaustive` minimizes: H itself; for g, log of the probability on superfluous neurons.
+
+    G's value is dominated by the real logits, which are detached in its gradient; what its
+    gradient measures is the superfluous neurons' share, dG/dy_v = p_v, so that share is compared.
+    """
+    if kind == "g":
+        objective(logits[:1], kind, real)  # the same check: g needs superfluous neurons
+        return logits[:, ~real].logsumexp(dim=1) - logits.logsumexp(dim=1)
+    return objective(logits, kind, real)
+
+
+def check_choices(method: str, kind: str) -> None:
+    if method not in METHODS:
+        raise InvalidArgument(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if kind not in OBJECTIVES:
+        raise InvalidArgument(f"--objective must be one of {', '.join(OBJECTIVES)}, got {kind!r}")
+
+
+def infer_tasks(sup: Superposition, x: torch.Tensor, method: str, kind: str, same_task: bool = False) -> torch.Tensor:
+    """The task of each input (with `same_task`, one task for all), inputs taken a batch at a time."""
+    check_choices(method, kind)
+    objective(torch.zeros(1, sup.net.spec.output_size, device=x.device), kind, sup.real)  # g: needs s-neurons
+    parts = x.split(_input_batch(sup))
+    if method == "exhaustive":
+        values = torch.cat([exhaustive_objectives(sup, part, kind) for part in parts])
+        return values.sum(dim=0).argmin().expand(x.shape[0]) if same_task else values.argmin(dim=1)
+    search = one_shot if method == "one-shot" else binary
+    if same_task:
+        return search(sup, x, kind, same_task=True)
+    return torch.cat([search(sup, part, kind) for part in parts])
+
+
+def _input_batch(sup: Superposition) -> int:
+    """Inputs per pass, so that the largest intermediate stays within DEFAULT_CHUNK_BYTES."""
+    weights = sup.net.base()
+    per_input = 4 * sup.chunk * max(max(w.shape) for w in weights)  # a layer per input and task of a chunk
+    return max(1, DEFAULT_CHUNK_BYTES // per_input)
+
+
+@torch.no_grad()
+def task_logits(sup: Superposition, x: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+    """Each input's logits under its own task's mask (inputs grouped by task)."""
+    logits = torch.empty(x.shape[0], sup.net.spec.output_size, device=x.device)
+    for task in torch.unique(tasks).tolist():
+        chosen = tasks == task
+        masks = [sup.masks(site, task, task + 1)[0] for site in range(len(sup.packed))]
+        logits[chosen] = sup.net(x[chosen], masks)
+    return logits

@@ -1,0 +1,50 @@
+"""Straightforward task inference, one input at a time with autograd: what the vectorized code must match."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from supsup_cli import inference
+from supsup_cli.masks import unpack
+
+
+def all_masks(sup: inference.Superposition) -> list[torch.Tensor]:
+    """[k, out, in] float masks per site, fully unpacked."""
+    return [unpack(p, w.numel()).view(-1, *w.shape) for p, w in zip(sup.packed, sup.net.base())]
+
+
+def alpha_gradient(sup, masks, x1: torch.Tensor, alpha: torch.Tensor, kind: str) -> torch.Tensor:
+    alpha = alpha.clone().requires_grad_()
+    mixed = [torch.tensordot(alpha, m, dims=1) for m in masks]
+    logits = sup.net(x1, mixed)
+    return torch.autograd.grad(inference.objective(logits, kind, sup.real).sum(), alpha)[0]
+
+
+def one_shot(sup, x: torch.Tensor, kind: str) -> list[int]:
+    masks, k = all_masks(sup), sup.tasks
+    return [int((-alpha_gradient(sup, masks, x[b:b + 1], torch.full((k,), 1.0 / k), kind)).argmax())
+            for b in range(x.shape[0])]
+
+
+def binary(sup, x: torch.Tensor, kind: str) -> list[int]:
+    masks, chosen = all_masks(sup), []
+    for b in range(x.shape[0]):
+        candidates = list(range(sup.tasks))
+        while len(candidates) > 1:
+            alpha = torch.zeros(sup.tasks)
+            alpha[candidates] = 1.0 / len(candidates)
+            scores = -alpha_gradient(sup, masks, x[b:b + 1], alpha, kind)
+            ranked = sorted(candidates, key=lambda t: -float(scores[t]))
+            candidates = sorted(ranked[: math.ceil(len(candidates) / 2)])
+        chosen.append(candidates[0])
+    return chosen
+
+
+@torch.no_grad()
+def exhaustive(sup, x: torch.Tensor, kind: str) -> list[int]:
+    masks = all_masks(sup)
+    values = torch.stack([inference.task_objective(sup.net(x, [m[t] for m in masks]), kind, sup.real)
+                          for t in range(sup.tasks)], dim=1)
+    return values.argmin(dim=1).tolist()
