@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,10 @@ class Superposition:
     @property
     def tasks(self) -> int:
         return self.packed[0].shape[0]
+
+    def first(self, count: int) -> "Superposition":
+        """The superposition of tasks 0..count-1 only."""
+        return replace(self, packed=[p[:count] for p in self.packed])
 
     def task_chunks(self) -> list[tuple[int, int]]:
         return [(start, min(start + self.chunk, self.tasks)) for start in range(0, self.tasks, self.chunk)]
@@ -129,11 +133,11 @@ def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, ki
         if same_task:
             outer = (delta.T @ h * weight).reshape(-1)  # sum over inputs of delta_b h_b^T, times W
         for start, stop in sup.task_chunks():
-            masked = sup.masks(site, start, stop) * weight  # [c, out, in]
+            masks = sup.masks(site, start, stop)  # [c, out, in]
             if same_task:
-                grads[0, start:stop] += masked.reshape(stop - start, -1) @ outer
+                grads[0, start:stop] += masks.reshape(stop - start, -1) @ outer
             else:
-                grads[:, start:stop] += _per_input_contraction(masked, delta, h)
+                grads[:, start:stop] += _per_input_contraction(masks * weight, delta, h)
     return grads
 
 

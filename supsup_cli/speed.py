@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from supsup_cli import inference
 from supsup_cli.models import DenseNet, MaskedNet
+from supsup_cli.registry import ArchSpec, mask_sites
 from supsup_cli.training import TaskTensors, TrainConfig, batches, initial_scores, masked_logits
 
 
@@ -61,3 +64,33 @@ def training_step_times(net: MaskedNet, task: TaskTensors, config: TrainConfig, 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak memory of this process: device memory on CUDA, resident set size on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def random_packed_masks(spec: ArchSpec, tasks: int, seed: int, device: torch.device) -> list[torch.Tensor]:
+    """`tasks` random half-density masks, bit-packed: for timing, never for accuracy."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (tasks, (site.numel + 7) // 8), dtype=torch.uint8, generator=generator).to(device)
+            for site in mask_sites(spec)]
+
+
+def inference_rates(sup: inference.Superposition, x: torch.Tensor) -> dict[str, float]:
+    """Images per second of GG and of each inference method (entropy), each input on its own."""
+    rates = {}
+    _synchronize(x.device)
+    started = time.perf_counter()
+    inference.task_logits(sup, x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
+    _synchronize(x.device)
+    rates["gg"] = x.shape[0] / (time.perf_counter() - started)
+    for method in inference.METHODS:
+        started = time.perf_counter()
+        inference.infer_tasks(sup, x, method, "entropy")
+        _synchronize(x.device)
+        rates[method] = x.shape[0] / (time.perf_counter() - started)
+    return rates

@@ -48,3 +48,19 @@ def exhaustive(sup, x: torch.Tensor, kind: str) -> list[int]:
     values = torch.stack([inference.task_objective(sup.net(x, [m[t] for m in masks]), kind, sup.real)
                           for t in range(sup.tasks)], dim=1)
     return values.argmin(dim=1).tolist()
+
+
+def one_shot_same_task(sup, x: torch.Tensor, kind: str) -> int:
+    """One task for the whole batch: the gradient of the summed objective."""
+    masks, k = all_masks(sup), sup.tasks
+    return int((-alpha_gradient(sup, masks, x, torch.full((k,), 1.0 / k), kind)).argmax())
+
+
+def binary_same_task(sup, x: torch.Tensor, kind: str) -> int:
+    masks, candidates = all_masks(sup), list(range(sup.tasks))
+    while len(candidates) > 1:
+        alpha = torch.zeros(sup.tasks)
+        alpha[candidates] = 1.0 / len(candidates)
+        scores = -alpha_gradient(sup, masks, x, alpha, kind)
+        candidates = sorted(sorted(candidates, key=lambda t: -float(scores[t]))[: math.ceil(len(candidates) / 2)])
+    return candidates[0]

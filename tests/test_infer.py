@@ -79,6 +79,18 @@ def test_vectorized_path_matches_the_per_input_reference(five_tasks, method, kin
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["one-shot", "binary"])
+@pytest.mark.parametrize("kind", ["entropy", "g"])
+def test_same_task_matches_the_reference_on_mixed_batches(five_tasks, method, kind):
+    sup = _superposition(five_tasks[0])
+    x = _mixed_inputs(12)
+    for batch in (x[:12], x[20:44], x[30:60], x):  # one task, two tasks, three tasks, all five
+        ours = inference.infer_tasks(sup, batch, method, kind, same_task=True)
+        theirs = getattr(reference, method.replace("-", "_") + "_same_task")(sup, batch, kind)
+        assert ours.tolist() == [theirs] * batch.shape[0]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["one-shot", "binary", "exhaustive"])
 def test_result_does_not_depend_on_the_chunk_size(five_tasks, method):
     x = _mixed_inputs(6)

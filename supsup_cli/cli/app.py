@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from supsup_cli import __version__
-from supsup_cli.cli import archive_commands, exit_codes, infer_commands, learn_commands, output
+from supsup_cli.cli import (archive_commands, benchmark_commands, exit_codes, infer_commands, learn_commands,
+                            output)
 from supsup_cli.errors import SupsupError
 
 # Typer 0.2x vendors click as typer._click; older releases depend on click itself.
@@ -43,7 +44,7 @@ def _root(
 
 
 def _not_yet(name: str):
-    def command() -> None:
+    def command(args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None) -> None:
         output.note(f"supsup {name}: not yet available in this version")
 
     command.__doc__ = f"Not yet available.\n\nExample: supsup {name} --help"
@@ -54,10 +55,11 @@ app.command("init")(archive_commands.init)
 app.command("inspect")(archive_commands.inspect)
 app.command("learn-task")(learn_commands.learn)
 app.command("infer")(infer_commands.infer)
+app.command("benchmark")(benchmark_commands.benchmark)
 data_app = typer.Typer(help="Datasets and task data.", no_args_is_help=True)
 data_app.command("export")(learn_commands.export)
 app.add_typer(data_app, name="data")
-for _name in ("hopfield-store", "benchmark", "size"):
+for _name in ("hopfield-store", "size"):
     app.command(_name)(_not_yet(_name))
 
 

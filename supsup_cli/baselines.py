@@ -1,0 +1,49 @@
+"""The paper's two baselines, trained with the same data and budget as the supermasks.
+
+upper bound: one dense network per task (nothing shared, nothing forgotten, k models to store);
+lower bound: one dense network trained on the tasks in sequence (it forgets).
+Both start from the same signed Kaiming constant weights and use the same optimizer, learning
+rate, steps and batches as learn-task; both are evaluated with the task given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from supsup_cli.models import DenseNet
+from supsup_cli.registry import ArchSpec
+from supsup_cli.training import Progress, TaskTensors, TrainConfig, batches
+
+
+def train_dense(net: DenseNet, task: TaskTensors, config: TrainConfig, progress: Progress | None = None) -> float:
+    """Train `net` in place on one task; returns the seconds spent."""
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.RMSprop(net.parameters(), lr=config.lr)
+    stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator)
+    started = time.perf_counter()
+    for step in range(1, config.steps + 1):
+        index = next(stream).to(task.images.device)
+        logits = net(task.inputs(index))
+        loss = F.cross_entropy(logits, task.targets[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if progress is not None and (step % 20 == 0 or step == config.steps):
+            progress(step, loss.item(), (logits.argmax(1) == task.targets[index]).float().mean().item())
+    return time.perf_counter() - started
+
+
+@torch.no_grad()
+def dense_predictions(net: DenseNet, x: torch.Tensor, outputs: Sequence[int]) -> torch.Tensor:
+    """Index into `outputs` of each input's arg-max over the task's real outputs (task given)."""
+    positions = torch.tensor(outputs, device=x.device)
+    return torch.cat([net(part)[:, positions].argmax(1) for part in x.split(2000)])
+
+
+def fresh_dense(spec: ArchSpec, weights: Sequence[np.ndarray], device: torch.device) -> DenseNet:
+    return DenseNet(spec, weights).to(device)

@@ -1,0 +1,258 @@
+"""benchmark: a continual-learning experiment end to end, with baselines, metrics and speed."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from supsup_cli import archive, baselines, device as device_, inference, metrics, paper, registry, speed
+from supsup_cli.data.tasks import load_task
+from supsup_cli.data.transforms import TaskData
+from supsup_cli.errors import InvalidArgument
+from supsup_cli.evaluation import EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy
+from supsup_cli.learn import LearnRequest, learn_task
+from supsup_cli.models import MaskedNet, real_outputs
+from supsup_cli.training import TrainConfig, task_tensors
+from supsup_cli.weights import base_weights
+
+SUITES = ("permuted-mnist", "rotated-mnist", "split-mnist")
+DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5}
+LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    suite: str = "permuted-mnist"
+    arch: str = "lenet300-100"
+    tasks: int | None = None  # default: the suite's own count
+    steps: int = 1000
+    eval_images: int = 1000
+    methods: tuple[str, ...] = ("one-shot", "binary")
+    objectives: tuple[str, ...] = ("entropy", "g")
+    same_task: bool = False
+    archive: Path | None = None  # kept (and evaluated if it already has tasks); default: a temporary one
+    device: str = "auto"
+    seed: int = 0
+    baselines: bool = True
+    output_size: int | None = None
+
+    @property
+    def gnu_methods(self) -> list[str]:
+        return [f"{method}/{objective}" for method in self.methods for objective in self.objectives]
+
+
+class Listener:
+    """Progress of a run; the CLI draws it, tests ignore it."""
+
+    def plan(self, total_steps: int) -> None:
+        """The training steps of the whole run, for an estimate of the time left."""
+
+    def start(self, label: str, steps: int) -> None:
+        """A unit of work begins: training `steps` steps, or (steps 0) an evaluation."""
+
+    def advance(self, step: int) -> None:
+        """`step` steps of the current unit are done."""
+
+
+def suite_tasks(suite: str, count: int) -> list[TaskData]:
+    if suite == "permuted-mnist":
+        return [TaskData("mnist", permute=i) for i in range(count)]
+    if suite == "rotated-mnist":
+        return [TaskData("mnist", rotate=10.0 * i) for i in range(count)]
+    if suite == "split-mnist":
+        if count > 5:
+            raise InvalidArgument("split-mnist has 5 tasks")
+        return [TaskData("mnist", classes=(2 * i, 2 * i + 1)) for i in range(count)]
+    raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {suite!r}")
+
+
+def checkpoints(count: int) -> list[int]:
+    """After every task up to 10, then at 25, 50, 100, 150, 200, 250, 500, ... and at the end."""
+    rows = list(range(1, min(count, 10) + 1)) + [c for c in LATER_CHECKPOINTS if c < count]
+    return sorted(set(rows) | {count})
+
+
+def check_config(config: BenchmarkConfig) -> None:
+    if config.suite not in SUITES:
+        raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {config.suite!r}")
+    if config.steps < 1 or config.eval_images < 1:
+        raise InvalidArgument("--steps and --eval-images must be at least 1")
+    if config.tasks is not None and config.tasks < 1:
+        raise InvalidArgument("--tasks must be at least 1")
+    for method in config.methods:
+        for objective in config.objectives:
+            inference.check_choices(method, objective)
+    if not config.methods or not config.objectives:
+        raise InvalidArgument("give at least one --method and one --objective")
+
+
+def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> dict[str, Any]:
+    check_config(config)
+    listener = listener or Listener()
+    device = device_.resolve(config.device)
+    with tempfile.TemporaryDirectory(prefix="supsup-benchmark-") as scratch:
+        path = config.archive or Path(scratch) / "benchmark.supsup"
+        datas, train_seconds = _learned_tasks(path, config, device, listener)
+        with archive.Archive(path) as opened:
+            spec, weights, records = opened.spec, opened.base_weights(), opened.tasks[: len(datas)]
+            packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
+    steps = int(records[0].training.get("steps", config.steps))
+    evals = [EvalSet.of(load_task(data, "test"), config.eval_images, spec, device) for data in datas]
+    net = MaskedNet(spec, weights).to(device)
+    real = sorted({o for e in evals for o in e.outputs})
+    sup = inference.superposition(net, packed, real)
+    rows = checkpoints(len(datas))
+    matrices, inferred, timers = _evaluate_supsup(sup, evals, rows, config, listener)
+    if config.baselines:
+        matrices.update(_baselines(spec, weights, datas, evals, rows, config, steps, device, listener))
+    figures = paper.figures(config.suite, spec.name, spec.output_size, steps)
+    return {
+        "suite": config.suite,
+        "arch": spec.name,
+        "output_size": spec.output_size,
+        "tasks": len(datas),
+        "steps": steps,
+        "eval_images": config.eval_images,
+        "same_task": config.same_task,
+        "seed": config.seed,
+        "device": str(device),
+        "archive": str(config.archive) if config.archive else None,
+        "checkpoints": rows,
+        "summary": _summary(matrices, inferred),
+        "by_checkpoint": {m: [_row_mean(row) for row in matrix] for m, matrix in matrices.items()},
+        "matrix": matrices,
+        "task_inference": inferred,
+        "paper": {str(c): figures[c] for c in rows if c in figures},
+        "speed": _speed(net, datas[0], config, device, train_seconds, len(datas), steps, timers),
+    }
+
+
+def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
+                   listener: Listener) -> tuple[list[TaskData], list[float]]:
+    """The tasks to evaluate: those of an existing archive, or the suite's, trained now."""
+    if path.exists():
+        with archive.Archive(path) as opened:
+            records = opened.tasks[: config.tasks] if config.tasks else opened.tasks
+        if records:
+            return [TaskData.from_plain(r.data) for r in records], []
+    else:
+        archive.create(path, registry.resolve(config.arch, config.output_size), seed=config.seed)
+    datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
+    listener.plan(len(datas) * config.steps * (3 if config.baselines else 1))
+    seconds = []
+    for index, data in enumerate(datas):
+        listener.start(f"supermask {index + 1}/{len(datas)}", config.steps)
+        result = learn_task(LearnRequest(path, data, TrainConfig(steps=config.steps, seed=config.seed),
+                                         device=str(device)),
+                            progress=lambda step, loss, acc: listener.advance(step))
+        seconds.append(result["train_seconds"])
+    return datas, seconds
+
+
+def _evaluate_supsup(sup: inference.Superposition, evals: list[EvalSet], rows: list[int],
+                     config: BenchmarkConfig, listener: Listener):
+    gg_timer = Timed()
+    gg = [gg_accuracy(sup, j, e, gg_timer) for j, e in enumerate(evals)]
+    matrices: dict[str, list[list[float | None]]] = {"gg": [_pad(gg[:c], len(evals)) for c in rows]}
+    inferred: dict[str, list[list[float | None]]] = {}
+    timers = {"gg": gg_timer}
+    for name in config.gnu_methods:
+        method, objective = name.split("/")
+        matrices[name], inferred[name] = [], []
+        for c in rows:
+            listener.start(f"{name} after {c} tasks", 0)
+            timers[name] = Timed()  # the last checkpoint's: inference at the run's k
+            accuracy, task_accuracy = gnu_accuracy(sup.first(c), evals[:c], method, objective, config.same_task,
+                                                   timers[name])
+            matrices[name].append(_pad(accuracy, len(evals)))
+            inferred[name].append(_pad(task_accuracy, len(evals)))
+    return matrices, inferred, timers
+
+
+def _baselines(spec, weights, datas, evals, rows, config, steps, device, listener) -> dict[str, list]:
+    train_config = TrainConfig(steps=steps, seed=config.seed)
+    upper = []
+    for j, (data, e) in enumerate(zip(datas, evals)):
+        listener.start(f"upper bound {j + 1}/{len(datas)}", steps)
+        net = baselines.fresh_dense(spec, weights, device)
+        baselines.train_dense(net, _train_tensors(data, spec, device), train_config, lambda s, *_: listener.advance(s))
+        upper.append(_dense_accuracy(net, e))
+    lower_net, lower = baselines.fresh_dense(spec, weights, device), []
+    for i, data in enumerate(datas):
+        listener.start(f"lower bound {i + 1}/{len(datas)}", steps)
+        baselines.train_dense(lower_net, _train_tensors(data, spec, device), train_config,
+                              lambda s, *_: listener.advance(s))
+        if i + 1 in rows:
+            lower.append(_pad([_dense_accuracy(lower_net, e) for e in evals[: i + 1]], len(evals)))
+    return {"upper-bound": [_pad(upper[:c], len(evals)) for c in rows], "lower-bound": lower}
+
+
+def _train_tensors(data: TaskData, spec, device):
+    return task_tensors(load_task(data, "train"), spec, device)
+
+
+def _dense_accuracy(net, e: EvalSet) -> float:
+    best = baselines.dense_predictions(net, e.x, e.outputs)
+    return fraction(torch.tensor(e.classes, device=e.x.device)[best] == e.labels)
+
+
+def _summary(matrices: dict, inferred: dict) -> dict[str, dict[str, float | None]]:
+    return {
+        "avg_accuracy": {m: metrics.average_accuracy(matrix) for m, matrix in matrices.items()},
+        "task_inference_accuracy": {m: metrics.average_accuracy(matrix) for m, matrix in inferred.items()},
+        "forgetting": {m: metrics.forgetting(matrix) for m, matrix in matrices.items()},
+        "backward_transfer": {m: metrics.backward_transfer(matrix) for m, matrix in matrices.items()},
+    }
+
+
+def _speed(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: torch.device,
+           train_seconds: list[float], tasks: int, steps: int, timers: dict[str, Timed]) -> dict[str, Any]:
+    times = speed.training_step_times(net, _train_tensors(first, net.spec, device), TrainConfig(seed=config.seed))
+    trained_images = len(train_seconds) * steps * TrainConfig().batch_size
+    return {
+        "train_images_per_second": trained_images / sum(train_seconds) if train_seconds else None,
+        "train_seconds_per_task": sum(train_seconds) / len(train_seconds) if train_seconds else None,
+        "masked_step_ms": times.masked_seconds * 1e3,
+        "dense_step_ms": times.dense_seconds * 1e3,
+        "masked_to_dense_step_ratio": times.ratio,
+        "inference_tasks": tasks,
+        "inference_images_per_second": {name: timer.per_second for name, timer in timers.items()},
+        "peak_memory_mib": speed.peak_memory_mib(device),
+    }
+
+
+def _pad(values: list[float], length: int) -> list[float | None]:
+    return list(values) + [None] * (length - len(values))
+
+
+def _row_mean(row: list[float | None]) -> float:
+    values = [v for v in row if v is not None]
+    return sum(values) / len(values)
+
+
+def config_dict(config: BenchmarkConfig) -> dict[str, Any]:
+    plain = asdict(config)
+    plain["archive"] = str(config.archive) if config.archive else None
+    return plain
+
+
+def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = (10, 100, 1000), images: int = 256,
+                seed: int = 0, listener: Listener | None = None) -> dict[str, Any]:
+    """Inference images/s and memory as k grows, with random half-density masks."""
+    listener = listener or Listener()
+    device = device_.resolve(device_name)
+    spec = registry.resolve(arch)
+    net = MaskedNet(spec, base_weights(spec, seed)).to(device)
+    examples = load_task(TaskData("mnist", permute=0), "test")
+    x = EvalSet.of(examples, images, spec, device).x
+    real = real_outputs(spec, examples.classes)
+    rows = []
+    for k in ks:
+        listener.start(f"k = {k}", 0)
+        sup = inference.superposition(net, speed.random_packed_masks(spec, k, seed, device), real)
+        rows.append({"k": k, **speed.inference_rates(sup, x), "peak_memory_mib": speed.peak_memory_mib(device)})
+    return {"suite": "speed", "arch": spec.name, "device": str(device), "images": images, "by_k": rows}

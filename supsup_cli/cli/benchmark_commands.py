@@ -1,0 +1,124 @@
+"""benchmark: the README's main job."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from supsup_cli.cli import output, report
+from supsup_cli.cli.options import Device, Json
+from supsup_cli.errors import QualityGateFailed
+
+QUICK = {"tasks": 5, "steps": 1000, "eval_images": 1000}
+SPEED_KS = (10, 100, 1000)
+
+
+def benchmark(
+    suite: Annotated[str, typer.Option("--suite", help="permuted-mnist, rotated-mnist, split-mnist, or speed.")]
+    = "permuted-mnist",
+    arch: Annotated[str, typer.Option("--arch")] = "lenet300-100",
+    tasks: Annotated[int | None, typer.Option("--tasks", help="Tasks to learn (default: the suite's).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Batches per task (default 1000).")] = None,
+    eval_images: Annotated[int | None, typer.Option("--eval-images", help="Test images per task (default 1000).")]
+    = None,
+    method: Annotated[list[str] | None, typer.Option("--method", help="one-shot and/or binary (repeatable).")]
+    = None,
+    objective: Annotated[list[str] | None, typer.Option("--objective", help="entropy and/or g (repeatable).")]
+    = None,
+    same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task per batch of 128 images.")] = False,
+    archive: Annotated[Path | None, typer.Option("--archive", help="Keep the archive here; evaluate it if it has "
+                                                                   "tasks.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write results.json, matrix.csv, accuracy.png.")] = None,
+    baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="Train the upper and lower bound.")]
+    = True,
+    fail_under: Annotated[float | None, typer.Option(
+        "--fail-under", help="Exit 15 if the final accuracy of the first GNu method is below this fraction.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="5 tasks, 1000 steps, 1000 test images: about a minute.")]
+    = False,
+    device: Device = "auto",
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    json_: Json = False,
+) -> None:
+    """Run a continual-learning experiment end to end: learn tasks, infer them, compare with the paper.
+
+    --suite speed measures inference images/s and memory at k = 10, 100, 1000 random masks (up to
+    --tasks), on --eval-images images (default 256).
+
+    Example: supsup benchmark --quick
+    Example: supsup benchmark --suite permuted-mnist --arch lenet300-100 --tasks 10 --out results/
+    """
+    from supsup_cli import benchmark as engine
+
+    listener = _BarListener()
+    with listener:
+        if suite == "speed":
+            ks = SPEED_KS if tasks is None else tuple(sorted({k for k in SPEED_KS if k < tasks} | {tasks}))
+            results = engine.speed_suite(arch, device, ks, images=eval_images or 256, seed=seed, listener=listener)
+        else:
+            defaults = QUICK if quick else {"tasks": None, "steps": 1000, "eval_images": 1000}
+            config = engine.BenchmarkConfig(
+                suite=suite, arch=arch, tasks=tasks if tasks is not None else defaults["tasks"],
+                steps=steps or defaults["steps"], eval_images=eval_images or defaults["eval_images"],
+                methods=tuple(method or ("one-shot", "binary")), objectives=tuple(objective or ("entropy", "g")),
+                same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines)
+            results = engine.run_benchmark(config, listener)
+    if out is not None:
+        for path in report.write_files(results, out):
+            output.note(f"supsup: wrote {path}")
+    if json_:
+        output.emit_json(results)
+    else:
+        report.show(results)
+    if fail_under is not None and suite != "speed":
+        gated = next(m for m in results["summary"]["avg_accuracy"] if m not in ("gg", "upper-bound", "lower-bound"))
+        achieved = results["summary"]["avg_accuracy"][gated]
+        if achieved < fail_under:
+            raise QualityGateFailed(f"{gated} accuracy {achieved:.4f} is below --fail-under {fail_under}")
+
+
+class _BarListener:
+    """Two bars on a terminal: the whole run (with the time left) and the current unit."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __enter__(self) -> "_BarListener":
+        import sys
+
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
+                                 console=Console(file=sys.stderr), transient=True)
+            self._bar.start()
+            self._run = self._bar.add_task("benchmark", total=None)
+            self._unit = self._bar.add_task("", total=None)
+        self._done_before = 0
+        self._current = 0
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def plan(self, total_steps: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._run, total=total_steps)
+
+    def start(self, label: str, steps: int) -> None:
+        self._done_before += self._current
+        self._current = 0
+        if self._bar is not None:
+            self._bar.update(self._unit, description=label, total=steps or None, completed=0)
+            self._bar.update(self._run, completed=self._done_before)
+
+    def advance(self, step: int) -> None:
+        self._current = step
+        if self._bar is not None:
+            self._bar.update(self._unit, completed=step)
+            self._bar.update(self._run, completed=self._done_before + step)

@@ -1,0 +1,95 @@
+"""benchmark end to end on real MNIST (few steps), the quality gate, and the quickstart example."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+METHOD_KEYS = {"gg", "one-shot/entropy", "one-shot/g", "binary/entropy", "binary/g", "upper-bound", "lower-bound"}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    from supsup_cli.cli.app import run
+    import io
+    from contextlib import redirect_stdout
+
+    root = tmp_path_factory.mktemp("bench")
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        code = run(["benchmark", "--tasks", "3", "--steps", "200", "--eval-images", "300", "--json",
+                    "--out", str(root / "out"), "--archive", str(root / "kept.supsup")])
+    assert code == 0
+    return json.loads(stdout.getvalue()), root
+
+
+@pytest.mark.slow
+def test_json_report_has_the_documented_keys(small_run):
+    results, root = small_run
+    assert set(results["summary"]["avg_accuracy"]) == METHOD_KEYS
+    assert set(results["summary"]["task_inference_accuracy"]) == METHOD_KEYS - {"gg", "upper-bound", "lower-bound"}
+    assert all(0 <= v <= 1 for v in results["summary"]["avg_accuracy"].values())
+    assert results["checkpoints"] == [1, 2, 3] and len(results["matrix"]["gg"]) == 3
+    assert results["matrix"]["one-shot/entropy"][0][1:] == [None, None]
+    for key in ("train_images_per_second", "masked_to_dense_step_ratio", "inference_images_per_second",
+                "peak_memory_mib"):
+        assert key in results["speed"]
+    assert set(results["speed"]["inference_images_per_second"]) >= {"gg", "one-shot/entropy", "binary/entropy"}
+    assert json.loads((root / "out" / "results.json").read_text()) == results
+    with open(root / "out" / "matrix.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(METHOD_KEYS) * (1 + 2 + 3)
+    assert (root / "out" / "accuracy.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_supermasks_do_not_forget_and_the_lower_bound_does(small_run):
+    results, _ = small_run
+    summary = results["summary"]
+    assert summary["forgetting"]["gg"] == 0  # masks never change
+    assert summary["task_inference_accuracy"]["one-shot/entropy"] >= 0.95
+    assert summary["forgetting"]["lower-bound"] > 0.02
+    assert summary["avg_accuracy"]["one-shot/entropy"] > summary["avg_accuracy"]["lower-bound"]
+
+
+@pytest.mark.slow
+def test_existing_archive_is_evaluated_without_training_and_gated(small_run, cli):
+    results, root = small_run
+    again = cli("benchmark", "--archive", root / "kept.supsup", "--no-baselines", "--eval-images", "300",
+                "--method", "one-shot", "--objective", "entropy", "--json", "--fail-under", "0.5")
+    assert again.code == 0, again.err
+    report = again.json()
+    assert report["speed"]["train_images_per_second"] is None  # nothing was trained
+    assert report["summary"]["avg_accuracy"]["one-shot/entropy"] == results["summary"]["avg_accuracy"]["one-shot/entropy"]
+    gated = cli("benchmark", "--archive", root / "kept.supsup", "--no-baselines", "--eval-images", "50",
+                "--method", "one-shot", "--objective", "entropy", "--fail-under", "1.01")
+    assert gated.code == 15 and "below --fail-under 1.01" in gated.err
+    assert "one-shot/entropy" in gated.out  # the table is still printed
+
+
+def test_speed_suite_reports_rates_per_k(cli):
+    result = cli("benchmark", "--suite", "speed", "--tasks", "12", "--eval-images", "16", "--json")
+    assert result.code == 0, result.err
+    rows = result.json()["by_k"]
+    assert [r["k"] for r in rows] == [10, 12]
+    assert all(r[m] > 0 for r in rows for m in ("gg", "one-shot", "binary", "exhaustive"))
+
+
+def test_bad_benchmark_arguments(cli):
+    assert cli("benchmark", "--suite", "cifar").code == 2
+    assert cli("benchmark", "--suite", "split-mnist", "--tasks", "6").code == 2
+    assert cli("benchmark", "--method", "gradient", "--tasks", "1").code == 2
+
+
+def test_quickstart_example_runs(tmp_path):
+    env = {**os.environ, "STEPS": "30", "WORK": str(tmp_path), "SUPSUP": f"{sys.executable} -m supsup_cli",
+           "PYTHONPATH": str(REPO)}
+    done = subprocess.run(["bash", str(REPO / "examples" / "quickstart.sh")], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "mnist-permute-3" in done.stdout and (tmp_path / "images" / "task2" / "labels.csv").exists()
