@@ -30,7 +30,7 @@ class BenchmarkConfig:
     arch: str = "lenet300-100"
     tasks: int | None = None  # default: the suite's own count
     steps: int = 1000
-    eval_images: int = 1000
+    eval_images: int | None = None  # test images per task, spread over the split; None: all of them
     methods: tuple[str, ...] = ("one-shot", "binary")
     objectives: tuple[str, ...] = ("entropy", "g")
     same_task: bool = False
@@ -79,7 +79,7 @@ def checkpoints(count: int) -> list[int]:
 def check_config(config: BenchmarkConfig) -> None:
     if config.suite not in SUITES:
         raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {config.suite!r}")
-    if config.steps < 1 or config.eval_images < 1:
+    if config.steps < 1 or (config.eval_images is not None and config.eval_images < 1):
         raise InvalidArgument("--steps and --eval-images must be at least 1")
     if config.tasks is not None and config.tasks < 1:
         raise InvalidArgument("--tasks must be at least 1")
@@ -117,6 +117,7 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         "tasks": len(datas),
         "steps": steps,
         "eval_images": config.eval_images,
+        "eval_images_total": sum(len(e.labels) for e in evals),
         "same_task": config.same_task,
         "seed": config.seed,
         "device": str(device),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from supsup_cli import inference
@@ -25,10 +26,14 @@ class EvalSet:
     outputs: tuple[int, ...]  # the output neuron of each class
 
     @staticmethod
-    def of(examples: TaskExamples, count: int, spec: ArchSpec, device: torch.device) -> "EvalSet":
-        images = torch.from_numpy(examples.images[:count].copy())
+    def of(examples: TaskExamples, count: int | None, spec: ArchSpec, device: torch.device) -> "EvalSet":
+        """`count` images spread evenly over the split (the first ones are not typical), or all of them."""
+        total = len(examples.labels)
+        rows = np.arange(total) if count is None or count >= total else \
+            np.linspace(0, total - 1, count).round().astype(np.int64)
+        images = torch.from_numpy(examples.images[rows])
         return EvalSet(normalize(images, examples.mean, examples.std).to(device),
-                       torch.from_numpy(examples.labels[:count].copy()).to(device),
+                       torch.from_numpy(examples.labels[rows]).to(device),
                        examples.classes, tuple(real_outputs(spec, examples.classes)))
 
     def predicted_classes(self, logits: torch.Tensor) -> torch.Tensor:

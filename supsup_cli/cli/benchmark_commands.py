@@ -22,8 +22,8 @@ def benchmark(
     arch: Annotated[str, typer.Option("--arch")] = "lenet300-100",
     tasks: Annotated[int | None, typer.Option("--tasks", help="Tasks to learn (default: the suite's).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Batches per task (default 1000).")] = None,
-    eval_images: Annotated[int | None, typer.Option("--eval-images", help="Test images per task (default 1000).")]
-    = None,
+    eval_images: Annotated[int | None, typer.Option(
+        "--eval-images", help="Test images per task, spread over the test split (default: all).")] = None,
     method: Annotated[list[str] | None, typer.Option("--method", help="one-shot and/or binary (repeatable).")]
     = None,
     objective: Annotated[list[str] | None, typer.Option("--objective", help="entropy and/or g (repeatable).")]
@@ -58,7 +58,7 @@ def benchmark(
             ks = SPEED_KS if tasks is None else tuple(sorted({k for k in SPEED_KS if k < tasks} | {tasks}))
             results = engine.speed_suite(arch, device, ks, images=eval_images or 256, seed=seed, listener=listener)
         else:
-            defaults = QUICK if quick else {"tasks": None, "steps": 1000, "eval_images": 1000}
+            defaults = QUICK if quick else {"tasks": None, "steps": 1000, "eval_images": None}
             config = engine.BenchmarkConfig(
                 suite=suite, arch=arch, tasks=tasks if tasks is not None else defaults["tasks"],
                 steps=steps or defaults["steps"], eval_images=eval_images or defaults["eval_images"],

@@ -26,7 +26,8 @@ def show(results: dict[str, Any]) -> None:
                       _percent(summary["forgetting"][method]), _percent(summary["backward_transfer"][method])])
     output.emit_table(["method", *[f"after {c}" for c in rows], "task inf.", "forgetting", "BWT"], table,
                       title=f"{results['suite']}, {results['arch']} (s={results['output_size']}), "
-                            f"{results['steps']} steps a task, {results['eval_images']} test images a task; "
+                            f"{results['steps']} steps a task, "
+                            f"{results['eval_images'] or 'all'} test images a task; "
                             "accuracy %, paper in brackets")
     speed = results["speed"]
     output.emit_fields([
