@@ -1,4 +1,4 @@
-"""The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v1.md)."""
+"""The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v2.md)."""
 
 from supsup_cli.archive.reader import Archive
 from supsup_cli.archive.writer import append_task, create, transaction

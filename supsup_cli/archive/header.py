@@ -18,7 +18,7 @@ from supsup_cli.errors import ArchiveCorrupt, ArchiveNotFound, NotAnArchive, Ver
 MAGIC = b"\x89SUPSUP\n"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SIZE = 512  # the HDF5 user block size
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this version writes; it reads every version from 1 up
 _FIELDS = struct.Struct("<8sIQ32s")  # magic, format_version, file_length, sha256 of bytes [SIZE, file_length)
 _CRC = struct.Struct("<I")
 _READ_CHUNK = 1 << 20
@@ -95,9 +95,9 @@ def verify_content(path: Path, header: Header) -> None:
         )
 
 
-def seal(path: Path, format_version: int = FORMAT_VERSION) -> None:
+def seal(path: Path) -> None:
     """Write the header of a finished HDF5 file: its length and the digest of its content."""
     length = path.stat().st_size
-    header = Header(format_version, length, content_digest(path, length))
+    header = Header(FORMAT_VERSION, length, content_digest(path, length))
     with open(path, "r+b") as handle:
         handle.write(header.to_bytes())

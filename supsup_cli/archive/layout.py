@@ -43,9 +43,9 @@ class Dataset:
 
 def task_datasets(sites: int) -> tuple[Dataset, ...]:
     return (
-        Dataset(RECORDS, np.dtype("u1"), (), 16 * 1024),
+        Dataset(RECORDS, np.dtype("u1"), (), 4 * 1024),
         Dataset(RECORD_EXTENT, np.dtype("<u8"), (2,), 256),
-        Dataset(MASKS, np.dtype("u1"), (), 64 * 1024),
+        Dataset(MASKS, np.dtype("u1"), (), 16 * 1024),
         Dataset(MASK_EXTENT, np.dtype("<u8"), (sites, 2), 256),
         Dataset(MASK_CODEC, np.dtype("u1"), (sites,), 256),
         Dataset(ARRAYS, np.dtype("<f4"), (), 16 * 1024),
@@ -158,7 +158,10 @@ class Index:
     sha256: np.ndarray  # [k, 32]
 
 
-def read_index(f: h5py.File, spec: ArchSpec) -> Index:
+CODECS_SINCE = {maskcodec.NONE: 1, maskcodec.BITPACK: 1, maskcodec.RICE: 2}
+
+
+def read_index(f: h5py.File, spec: ArchSpec, version: int) -> Index:
     sites = mask_sites(spec)
     by_name = {d.name: d for d in task_datasets(len(sites))}
     tasks = check_dataset(f, by_name[RECORD_EXTENT], None).shape[0]
@@ -184,6 +187,8 @@ def read_index(f: h5py.File, spec: ArchSpec) -> Index:
     for site_index, site in enumerate(sites):
         extents = index.mask_extent[:, site_index]
         for codec in np.unique(index.mask_codec[:, site_index]):
+            if CODECS_SINCE.get(int(codec), version + 1) > version:
+                raise ArchiveCorrupt(f"mask codec {codec} does not exist in format version {version}")
             limit = maskcodec.max_encoded_size(int(codec), site.numel)
             chosen = index.mask_codec[:, site_index] == codec
             _check_extents(extents[chosen], streams[MASKS], limit, f"mask {site.name}")

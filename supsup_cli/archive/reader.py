@@ -52,7 +52,7 @@ class Archive:
         self.weights_sha256 = layout.read_string_attr(f, "weights_sha256")
         self.writer = layout.read_string_attr(f, "writer")
         self.sites: tuple[MaskSite, ...] = mask_sites(self.spec)
-        self.index = layout.read_index(f, self.spec)
+        self.index = layout.read_index(f, self.spec, version)
         self.tasks: list[TaskRecord] = self._read_records()
         if check_weights:
             self.base_weights()
@@ -106,22 +106,34 @@ class Archive:
         """One task's stored bytes: record JSON, (codec, encoded mask) per site, statistics."""
         offset, length = self.index.record_extent[task].tolist()
         record = self._file[layout.RECORDS][offset : offset + length].tobytes()
-        masks = []
-        for site_index in range(len(self.sites)):
-            offset, length = self.index.mask_extent[task, site_index].tolist()
-            data = self._file[layout.MASKS][offset : offset + length].tobytes() if length else b""
-            masks.append((int(self.index.mask_codec[task, site_index]), data))
+        masks = [self._encoded_mask(task, site) for site in range(len(self.sites))]
         offset, length = self.index.array_extent[task].tolist()
         stats = self._file[layout.ARRAYS][offset : offset + length]
         return record, masks, stats
 
     def packed_mask(self, task: int) -> list[np.ndarray]:
         """One task's mask per site, bit-packed; the other tasks are neither read nor decoded."""
-        _, masks, _ = self.task_raw(task)
-        return [
-            maskcodec.decode_packed(data, codec, site.numel).copy()
-            for (codec, data), site in zip(masks, self.sites)
-        ]
+        return [self.packed_mask_site(task, site) for site in range(len(self.sites))]
+
+    def packed_mask_site(self, task: int, site: int) -> np.ndarray:
+        codec, data = self._encoded_mask(task, site)
+        return maskcodec.decode_packed(data, codec, self.sites[site].numel).copy()
+
+    def _encoded_mask(self, task: int, site: int) -> tuple[int, bytes]:
+        offset, length = self.index.mask_extent[task, site].tolist()
+        data = self._file[layout.MASKS][offset : offset + length].tobytes() if length else b""
+        return int(self.index.mask_codec[task, site]), data
+
+    def stream_bytes(self) -> dict[str, int]:
+        """Bytes of the file and of what its streams hold (the rest is HDF5's and our header's)."""
+        index = self.index
+        return {
+            "file": self.header.file_length,
+            "records": int(index.record_extent[:, 1].sum()),
+            "statistics": 4 * int(index.array_extent[:, 1].sum()),
+            "index": sum(a.nbytes for a in (index.record_extent, index.mask_extent, index.mask_codec,
+                                            index.array_extent, index.sha256)),
+        }
 
     def packed_masks(self) -> list[np.ndarray]:
         """Every task's mask, bit-packed: per site an array [tasks, ceil(n/8)] of uint8."""

@@ -80,6 +80,8 @@ def transaction(path: Path) -> Iterator[tuple[Archive, h5py.File]]:
         with Archive(path) as current, _staged(path) as staging:
             shutil.copyfile(path, staging)
             with h5py.File(staging, "r+", locking=False) as f:
+                # Older archives are upgraded on their first write: what we add may need the new version.
+                f.attrs.create("format_version", header_.FORMAT_VERSION, dtype=layout.INTEGER_ATTRS["format_version"])
                 yield current, f
             _publish(staging, path, replace=True)
 

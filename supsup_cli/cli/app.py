@@ -53,13 +53,14 @@ def _not_yet(name: str):
 
 app.command("init")(archive_commands.init)
 app.command("inspect")(archive_commands.inspect)
+app.command("size")(archive_commands.size)
 app.command("learn-task")(learn_commands.learn)
 app.command("infer")(infer_commands.infer)
 app.command("benchmark")(benchmark_commands.benchmark)
 data_app = typer.Typer(help="Datasets and task data.", no_args_is_help=True)
 data_app.command("export")(learn_commands.export)
 app.add_typer(data_app, name="data")
-for _name in ("hopfield-store", "size"):
+for _name in ("hopfield-store",):
     app.command(_name)(_not_yet(_name))
 
 

@@ -95,3 +95,42 @@ def _task_summary(index: int, record: TaskRecord, site_sizes: list[int]) -> dict
 
 def data_spec_text(data: dict[str, Any]) -> str:
     return " ".join([str(data.get("dataset", "?"))] + [f"{k}={v}" for k, v in sorted(data.items()) if k != "dataset"])
+
+
+def size(path: ArchivePath, json_: Json = False) -> None:
+    """Bytes on disk and per task, beside the entropy bound, the paper's CSC scheme and dense weights.
+
+    Example: supsup size model.supsup --json | jq .mask_to_entropy_bound
+    """
+    from supsup_cli.storage import storage_report
+
+    with archive.Archive(path) as opened:
+        report = storage_report(opened)
+    if json_:
+        output.emit_json(report)
+        return
+    mib = lambda b: "-" if b is None else f"{b:,.0f} B ({b / 2**20:.2f} MiB)"  # noqa: E731
+    output.emit_fields([
+        ("tasks", report["tasks"]),
+        ("bytes on disk", mib(report["bytes_on_disk"])),
+        ("  header, spec, HDF5", mib(report["breakdown"]["header_and_spec"])),
+        ("  masks", mib(report["mask_bytes"])),
+        ("  task records", mib(report["breakdown"]["records"])),
+        ("  statistics", mib(report["breakdown"]["statistics"])),
+        ("  index and digests", mib(report["breakdown"]["index_and_digests"])),
+        ("bytes per task", mib(report["bytes_per_task"])),
+        ("mask bits per weight", _fixed(report["bits_per_weight"], 4)),
+        ("entropy bound of the masks", mib(report["entropy_bound_bytes"])),
+        ("masks / entropy bound", _fixed(report["mask_to_entropy_bound"], 4)),
+        ("paper's CSC int16 scheme", mib(report["csc_int16_bytes"])),
+        ("dense fp32 model per task", mib(report["dense_fp32_bytes_per_task"])),
+        ("base network as fp32 (the seed)", mib(report["base_network_fp32_bytes"])),
+    ])
+    output.emit_table(["site", "weights", "density", "mask bytes", "entropy bound", "CSC int16", "codecs"],
+                      [[s["site"], s["weights"], s["density"], s["mask_bytes"], round(s["entropy_bound_bytes"]),
+                        s["csc_int16_bytes"], " ".join(f"{k}:{v}" for k, v in s["codecs"].items())]
+                       for s in report["layers"]])
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
