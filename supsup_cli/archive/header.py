@@ -95,9 +95,13 @@ def verify_content(path: Path, header: Header) -> None:
         )
 
 
+def sealed(image: bytes | memoryview) -> bytes:
+    """The header for a finished archive image (HDF5 with its user block): length and digest."""
+    return Header(FORMAT_VERSION, len(image), hashlib.sha256(image[SIZE:]).digest()).to_bytes()
+
+
 def seal(path: Path) -> None:
-    """Write the header of a finished HDF5 file: its length and the digest of its content."""
-    length = path.stat().st_size
-    header = Header(FORMAT_VERSION, length, content_digest(path, length))
+    """Rewrite the header of an archive file in place (for tools and tests; writers use `sealed`)."""
+    image = path.read_bytes()
     with open(path, "r+b") as handle:
-        handle.write(header.to_bytes())
+        handle.write(sealed(image))

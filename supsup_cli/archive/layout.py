@@ -6,6 +6,8 @@ tables (offset, length) that are validated against the stream sizes before anyth
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
 
 import h5py
@@ -133,6 +135,12 @@ def _check_dataset_storage(dset: h5py.Dataset) -> None:
         raise ArchiveCorrupt(f"{dset.name} refers to data outside the archive")
     if dset.id.get_create_plist().get_nfilters():
         raise ArchiveCorrupt(f"{dset.name} uses an HDF5 filter, which archives never contain")
+    # Unwritten chunks read as fill values: a tiny file could declare terabytes. Everything we read
+    # must be stored in the file, which bounds every allocation by the file's size.
+    declared = math.prod(dset.shape) * dset.dtype.itemsize
+    if dset.id.get_storage_size() < declared:
+        raise ArchiveCorrupt(f"{dset.name} declares {declared} bytes but the file stores "
+                             f"{dset.id.get_storage_size()} of them")
 
 
 def check_dataset(f: h5py.File, d: Dataset, rows: int | None) -> h5py.Dataset:
@@ -204,3 +212,13 @@ def _check_extents(extents: np.ndarray, stream_length: int, max_length: int, wha
     # lengths <= max_length and offsets <= stream_length keep the sum far from uint64 overflow
     if (offsets > stream_length).any() or (offsets + lengths > stream_length).any():
         raise ArchiveCorrupt(f"a {what} lies outside the archive's data")
+
+
+def task_digest(record: bytes, encoded: list[tuple[int, bytes]], stats: np.ndarray) -> bytes:
+    """SHA-256 of a task's record, then each site's codec byte and encoded mask, then its statistics."""
+    digest = hashlib.sha256(record)
+    for codec, data in encoded:
+        digest.update(bytes([codec]))
+        digest.update(data)
+    digest.update(np.asarray(stats, dtype="<f4").tobytes())
+    return digest.digest()

@@ -21,13 +21,16 @@ FORMAT_NAME = "supsup"
 class Archive:
     """A read-only view of one archive, valid until `close`. Masks are read lazily, per task."""
 
-    def __init__(self, path: Path, check_weights: bool = True) -> None:
+    def __init__(self, path: Path, verify_content: bool = True, check_weights: bool = True,
+                 load_records: bool = True) -> None:
+        """Everything is checked by default; `inspect --verify` opens damaged files with less."""
         self.path = Path(path)
         self.header = header_.read_header(self.path)
-        header_.verify_content(self.path, self.header)
+        if verify_content:
+            header_.verify_content(self.path, self.header)
         self._file = _open_hdf5(self.path)
         try:
-            self._load(check_weights)
+            self._load(check_weights, load_records)
         except SupsupError:
             self._file.close()
             raise
@@ -38,7 +41,7 @@ class Archive:
             self._file.close()
             raise
 
-    def _load(self, check_weights: bool) -> None:
+    def _load(self, check_weights: bool, load_records: bool) -> None:
         f = self._file
         layout.check_members(f)
         if layout.read_string_attr(f, "format") != FORMAT_NAME:
@@ -53,7 +56,7 @@ class Archive:
         self.writer = layout.read_string_attr(f, "writer")
         self.sites: tuple[MaskSite, ...] = mask_sites(self.spec)
         self.index = layout.read_index(f, self.spec, version)
-        self.tasks: list[TaskRecord] = self._read_records()
+        self.tasks: list[TaskRecord] = self._read_records() if load_records else []
         if check_weights:
             self.base_weights()
 

@@ -1,15 +1,16 @@
-"""Every write is a transaction: copy, change the copy, seal it, fsync, rename over the original.
+"""Every write is a transaction: change an in-memory copy, seal it, write it beside the archive,
+fsync, and rename it over the original.
 
 A crash or kill -9 at any moment leaves either the old archive or the new one under the archive's
-name, never a mixture. Writers are serialized by a lock on a sidecar file `<archive>.lock`.
+name, never a mixture. HDF5 only ever writes to memory, so a full disk surfaces as our own write's
+ENOSPC, never as a half-flushed HDF5 file. Writers are serialized by a lock on `<archive>.lock`.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
+import io
 import os
-import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,32 +59,32 @@ def create(path: Path, spec: ArchSpec, seed: int, force: bool = False) -> str:
     if path.exists() and not force:
         raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)")
     digest = weights_sha256(base_weights(spec, seed))
+    image = io.BytesIO()
+    with h5py.File(image, "w", userblock_size=header_.SIZE) as f:
+        layout.write_string_attr(f, "format", FORMAT_NAME)
+        f.attrs.create("format_version", header_.FORMAT_VERSION, dtype=layout.INTEGER_ATTRS["format_version"])
+        f.attrs.create("seed", seed, dtype=layout.INTEGER_ATTRS["seed"])
+        layout.write_string_attr(f, "arch", to_json(spec))
+        layout.write_string_attr(f, "weights_sha256", digest)
+        layout.write_string_attr(f, "writer", f"supsup {__version__}")
+        layout.create_datasets(f, len(mask_sites(spec)))
     with writer_lock(path):
-        with _staged(path) as staging:
-            with h5py.File(staging, "w", userblock_size=header_.SIZE) as f:
-                layout.write_string_attr(f, "format", FORMAT_NAME)
-                f.attrs.create("format_version", header_.FORMAT_VERSION, dtype=layout.INTEGER_ATTRS["format_version"])
-                f.attrs.create("seed", seed, dtype=layout.INTEGER_ATTRS["seed"])
-                layout.write_string_attr(f, "arch", to_json(spec))
-                layout.write_string_attr(f, "weights_sha256", digest)
-                layout.write_string_attr(f, "writer", f"supsup {__version__}")
-                layout.create_datasets(f, len(mask_sites(spec)))
-            _publish(staging, path, replace=force)
+        _publish(image.getbuffer(), path, replace=force)
     return digest
 
 
 @contextmanager
 def transaction(path: Path) -> Iterator[tuple[Archive, h5py.File]]:
-    """Under the lock: the current archive (validated) and a writable HDF5 copy of it."""
+    """Under the lock: the current archive (validated) and a writable in-memory HDF5 copy of it."""
     path = Path(path)
     with writer_lock(path):
-        with Archive(path) as current, _staged(path) as staging:
-            shutil.copyfile(path, staging)
-            with h5py.File(staging, "r+", locking=False) as f:
+        with Archive(path) as current:
+            image = io.BytesIO(path.read_bytes())
+            with h5py.File(image, "r+") as f:
                 # Older archives are upgraded on their first write: what we add may need the new version.
                 f.attrs.create("format_version", header_.FORMAT_VERSION, dtype=layout.INTEGER_ATTRS["format_version"])
                 yield current, f
-            _publish(staging, path, replace=True)
+        _publish(image.getbuffer(), path, replace=True)
 
 
 def append_task(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None) -> int:
@@ -108,17 +109,7 @@ def write_task(
     _append_row(f[layout.RECORD_EXTENT], np.array(
         [_append(f[layout.RECORDS], np.frombuffer(record_bytes, np.uint8)), len(record_bytes)], dtype="<u8"))
     _append_row(f[layout.ARRAY_EXTENT], np.array([_append(f[layout.ARRAYS], stats), stats.size], dtype="<u8"))
-    _append_row(f[layout.SHA256], np.frombuffer(task_digest(record_bytes, encoded, stats), np.uint8))
-
-
-def task_digest(record: bytes, encoded: list[tuple[int, bytes]], stats: np.ndarray) -> bytes:
-    """SHA-256 of a task's record, then each site's codec byte and encoded mask, then its statistics."""
-    digest = hashlib.sha256(record)
-    for codec, data in encoded:
-        digest.update(bytes([codec]))
-        digest.update(data)
-    digest.update(np.asarray(stats, dtype="<f4").tobytes())
-    return digest.digest()
+    _append_row(f[layout.SHA256], np.frombuffer(layout.task_digest(record_bytes, encoded, stats), np.uint8))
 
 
 def _append(dset: h5py.Dataset, values: np.ndarray) -> int:
@@ -135,13 +126,25 @@ def _append_row(dset: h5py.Dataset, row: np.ndarray) -> None:
     dset[rows] = row
 
 
-@contextmanager
-def _staged(path: Path) -> Iterator[Path]:
-    """A temporary file beside the archive, removed unless it was published."""
+def _publish(image: memoryview, path: Path, replace: bool) -> None:
+    """Write the sealed image beside the archive, fsync it, and rename it into place."""
     _remove_stale_staging(path)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        yield staging
+        with open(staging, "wb") as out:
+            out.write(header_.sealed(image))
+            out.write(image[header_.SIZE :])
+            out.flush()
+            os.fsync(out.fileno())
+        with _no_interrupts():
+            if replace:
+                os.replace(staging, path)
+            else:
+                try:
+                    os.link(staging, path)  # fails if someone created the path meanwhile: never clobber
+                except FileExistsError:
+                    raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)") from None
+        _fsync_directory(path.parent)
     except OSError as exc:
         if exc.errno in _DISK_FULL:
             raise DiskFull(f"{path}: no space left to write the archive; it is unchanged") from None
@@ -154,21 +157,6 @@ def _remove_stale_staging(path: Path) -> None:
     """Leftovers of writers killed mid-write; safe to delete because we hold the lock."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
-
-
-def _publish(staging: Path, path: Path, replace: bool) -> None:
-    header_.seal(staging)
-    with open(staging, "rb") as handle:
-        os.fsync(handle.fileno())
-    with _no_interrupts():
-        if replace:
-            os.replace(staging, path)
-        else:
-            try:
-                os.link(staging, path)  # fails if someone created the path meanwhile: never clobber
-            except FileExistsError:
-                raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)") from None
-    _fsync_directory(path.parent)
 
 
 @contextmanager

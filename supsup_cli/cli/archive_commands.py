@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from supsup_cli import archive, registry
-from supsup_cli.cli import output
+from supsup_cli.cli import exit_codes, output
 from supsup_cli.cli.options import ArchivePath, Json
+from supsup_cli.errors import ArchiveCorrupt
 from supsup_cli.records import TaskRecord
 
 
@@ -37,11 +39,22 @@ def init(
         output.emit_fields(list(result.items()))
 
 
-def inspect(path: ArchivePath, json_: Json = False) -> None:
+def inspect(
+    path: ArchivePath,
+    verify: Annotated[bool, typer.Option("--verify", help="Check every checksum; list damaged tasks (exit 5).")]
+    = False,
+    json_: Json = False,
+) -> int:
     """Show an archive's format version, architecture, seed, weights hash and tasks.
 
+    With --verify: check the content checksum, the structure, the weights hash and each task's
+    checksum, and name the damaged tasks (exit code 5 if anything is damaged).
+
     Example: supsup inspect model.supsup --json | jq '.tasks[].name'
+    Example: supsup inspect --verify model.supsup
     """
+    if verify:
+        return _verify(path, json_)
     with archive.Archive(path) as opened:
         result = describe(opened)
     if json_:
@@ -61,6 +74,31 @@ def inspect(path: ArchivePath, json_: Json = False) -> None:
             [[t["index"], t["name"], t["data_spec"], t["test_accuracy"], t["density"], t["created"]]
              for t in result["tasks"]],
         )
+    return exit_codes.OK
+
+
+def _verify(path: Path, json_: bool) -> int:
+    from supsup_cli.archive.verify import verify
+
+    report = verify(path)
+    if json_:
+        output.emit_json(report)
+    else:
+        yes_no = {True: "ok", False: "DAMAGED", None: "not checked"}
+        output.emit_fields([
+            ("path", report["path"]),
+            ("content checksum", yes_no[report["content_sha256_ok"]]),
+            ("structure", yes_no[report["structure_ok"]]),
+            ("weights hash", yes_no[report["weights_sha256_ok"]]),
+            ("tasks checked", len(report["tasks"])),
+            ("damaged tasks", ", ".join(f"{t['index']} ({t['name'] or '?'})" for t in report["tasks"]
+                                        if not t["ok"]) or "none"),
+        ])
+    if report["ok"]:
+        return exit_codes.OK
+    output.error_line(f"{path}: damaged archive: " + (report["problem"] or
+                      f"tasks {', '.join(map(str, report['damaged']))} fail their checksums"))
+    return exit_codes.for_error(ArchiveCorrupt(""))
 
 
 def describe(opened: archive.Archive) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,9 @@ def _load_npy(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
             version = np.lib.format.read_magic(handle)
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             declared, _, dtype = reader(handle)
-    except (ValueError, OSError, SyntaxError) as exc:
+            payload = path.stat().st_size - handle.tell()
+    except (ValueError, OSError, SyntaxError, TypeError, KeyError, IndexError, tokenize.TokenError) as exc:
+        # numpy parses the header with ast.literal_eval: damaged headers fail in many ways
         raise BadInput(f"{path}: not a valid .npy file ({_first_line(exc)})") from None
     pixels = channels * height * width
     wanted = {(height, width), (pixels,)} if channels == 1 else {(channels, height, width), (pixels,)}
@@ -120,6 +123,9 @@ def _load_npy(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
         raise BadInput(f"{path}: array dtype {dtype}; expected uint8 or float in [0, 1]")
     if not 0 < declared[0] <= MAX_ARRAY_ROWS:
         raise BadInput(f"{path}: {declared[0]} rows; between 1 and {MAX_ARRAY_ROWS} are accepted")
+    if payload != declared[0] * pixels * dtype.itemsize:
+        raise BadInput(f"{path}: not a valid .npy file (it holds {payload} bytes of data, "
+                       f"its header declares {declared[0] * pixels * dtype.itemsize})")
     array = np.load(path, allow_pickle=False).reshape(declared[0], channels, height, width)
     if dtype == np.dtype("u1"):
         return array.astype(np.float32) / 255.0

@@ -1,0 +1,74 @@
+"""inspect --verify: every checksum of an archive, and which tasks are damaged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+from supsup_cli import maskcodec
+from supsup_cli.archive import header as header_
+from supsup_cli.archive import layout
+from supsup_cli.archive.reader import Archive
+from supsup_cli.errors import ArchiveCorrupt, WeightsMismatch
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """A report; files that are not archives at all still raise, as on any open."""
+    parsed = header_.read_header(path)
+    report: dict[str, Any] = {
+        "path": str(path),
+        "content_sha256_ok": header_.content_digest(path, parsed.file_length) == parsed.content_sha256,
+        "structure_ok": False,
+        "weights_sha256_ok": None,
+        "tasks": [],
+        "damaged": [],
+        "problem": None,
+    }
+    try:
+        opened = Archive(path, verify_content=False, check_weights=False, load_records=False)
+    except ArchiveCorrupt as exc:
+        report["problem"] = f"the archive's structure is damaged, so tasks cannot be checked one by one: {exc}"
+        return _finish(report)
+    with opened:
+        report["structure_ok"] = True
+        try:
+            opened.base_weights()
+            report["weights_sha256_ok"] = True
+        except WeightsMismatch:
+            report["weights_sha256_ok"] = False
+        for task in range(opened.index.tasks):
+            report["tasks"].append(_check_task(opened, task))
+    report["damaged"] = [t["index"] for t in report["tasks"] if not t["ok"]]
+    if not report["content_sha256_ok"] and not report["damaged"]:
+        report["problem"] = "the content checksum fails outside every task's data (HDF5 metadata or free space)"
+    return _finish(report)
+
+
+def _check_task(opened: Archive, task: int) -> dict[str, Any]:
+    try:
+        record, encoded, stats = opened.task_raw(task)
+        ok = layout.task_digest(record, encoded, stats) == bytes(opened.index.sha256[task])
+        for (codec, data), site in zip(encoded, opened.sites):
+            if codec != maskcodec.NONE:
+                maskcodec.decode_packed(data, codec, site.numel)
+    except (ArchiveCorrupt, OSError, ValueError) as exc:
+        return {"index": task, "name": None, "ok": False, "problem": str(exc)}
+    return {"index": task, "name": _name(record), "ok": ok, "problem": None if ok else "checksum mismatch"}
+
+
+def _name(record: bytes) -> str | None:
+    try:
+        name = json.loads(record.decode("utf-8")).get("name")
+        return name if isinstance(name, str) else None
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return None
+
+
+def _finish(report: dict[str, Any]) -> dict[str, Any]:
+    report["ok"] = bool(report["content_sha256_ok"] and report["structure_ok"] and report["weights_sha256_ok"]
+                        and not report["damaged"])
+    return report
+
+

@@ -1,0 +1,121 @@
+"""Fault injection: kill -9 at random moments, concurrent writers, a full disk.
+
+SUPSUP_FAULT_TRIALS (default 20) sets the number of kill -9 trials; raise it for a longer run.
+"""
+
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from supsup_cli import archive, maskcodec, registry
+from tests.conftest import REPO, append_random_tasks, random_masks
+
+pytestmark = pytest.mark.fault
+TRIALS = int(os.environ.get("SUPSUP_FAULT_TRIALS", "20"))
+SPEC = registry.resolve("lenet300-100")
+
+APPENDER = """
+import sys
+from pathlib import Path
+from tests.conftest import append_random_tasks
+path, start = Path(sys.argv[1]), int(sys.argv[2])
+for i in range(start, start + 1000):
+    append_random_tasks(path, 1, start_seed=i)
+    print(i, flush=True)
+"""
+
+
+def _assert_tasks_intact(path, expected_count_range):
+    """The archive opens, holds a committed prefix of tasks, and every mask is bit-for-bit as written."""
+    with archive.Archive(path) as opened:
+        count = len(opened.tasks)
+        assert count in expected_count_range
+        assert [t.name for t in opened.tasks] == [f"task-{i}" for i in range(count)]
+        for task in range(count):
+            for bits, packed in zip(random_masks(SPEC, task), opened.packed_mask(task)):
+                assert np.array_equal(maskcodec.unpack(packed, bits.size), bits.reshape(-1))
+    return count
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_kill_9_at_a_random_moment_of_appending(lenet_archive, trial):
+    rng = random.Random(trial)
+    committed = rng.randrange(3)
+    append_random_tasks(lenet_archive, committed)
+    child = subprocess.Popen([sys.executable, "-c", APPENDER, str(lenet_archive), str(committed)], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == str(committed)  # one more task is in
+    time.sleep(rng.uniform(0.0, 0.5))
+    child.send_signal(signal.SIGKILL)
+    reported = committed + 1 + len(child.stdout.read().split())
+    child.wait()
+    count = _assert_tasks_intact(lenet_archive, range(reported, reported + 2))  # the last may land unreported
+    append_random_tasks(lenet_archive, 1, start_seed=count)  # the next writer cleans up and goes on
+    assert not list(lenet_archive.parent.glob(".*.tmp"))
+    _assert_tasks_intact(lenet_archive, [count + 1])
+
+
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 5)))
+def test_kill_9_during_learn_task(lenet_archive, trial):
+    append_random_tasks(lenet_archive, 1)
+    before = lenet_archive.read_bytes()
+    child = subprocess.Popen([sys.executable, "-m", "supsup_cli", "learn-task", str(lenet_archive),
+                              "--permute", "5", "--steps", "300", "--name", "task-1"], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(random.Random(trial).uniform(0.5, 4.0))
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    with archive.Archive(lenet_archive) as opened:
+        names = [t.name for t in opened.tasks]
+        assert names in (["task-0"], ["task-0", "task-1"])
+        for bits, packed in zip(random_masks(SPEC, 0), opened.packed_mask(0)):
+            assert np.array_equal(maskcodec.unpack(packed, bits.size), bits.reshape(-1))
+    if names == ["task-0"]:
+        assert lenet_archive.read_bytes() == before
+
+
+def _learn(path, *argv):
+    return subprocess.Popen([sys.executable, "-m", "supsup_cli", "learn-task", str(path), "--steps", "40", *argv],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_writers_at_once_both_commit(lenet_archive):
+    first, second = _learn(lenet_archive, "--permute", "1"), _learn(lenet_archive, "--permute", "2")
+    assert first.wait(120) == 0 and second.wait(120) == 0
+    with archive.Archive(lenet_archive) as opened:
+        assert sorted(t.name for t in opened.tasks) == ["mnist-permute-1", "mnist-permute-2"]
+
+
+def test_two_writers_with_one_name_one_is_refused_clearly(lenet_archive):
+    first, second = _learn(lenet_archive, "--permute", "1", "--name", "same"), \
+        _learn(lenet_archive, "--permute", "2", "--name", "same")
+    codes = sorted([first.wait(120), second.wait(120)])
+    errors = first.stderr.read() + second.stderr.read()
+    assert codes == [0, 12] and "a task named 'same' already exists" in errors
+    with archive.Archive(lenet_archive) as opened:
+        assert [t.name for t in opened.tasks] == ["same"]
+
+
+@pytest.mark.parametrize("room", [0, 300, 5000, 20000])
+def test_full_disk_during_a_commit_leaves_the_archive_as_before(lenet_archive, room):
+    append_random_tasks(lenet_archive, 2)
+    before = lenet_archive.read_bytes()
+    limit = len(before) + room  # the new archive needs about 34 KB more than the old one
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run([sys.executable, "-m", "supsup_cli", "learn-task", str(lenet_archive), "--steps", "3"],
+                          cwd=REPO, capture_output=True, text=True, preexec_fn=small_disk, timeout=120)
+    assert done.returncode == 13, done.stderr
+    assert done.stderr.strip() == f"supsup: error: {lenet_archive}: no space left to write the archive; it is unchanged"
+    assert lenet_archive.read_bytes() == before
+    assert not list(lenet_archive.parent.glob(".*.tmp"))
