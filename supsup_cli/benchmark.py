@@ -14,7 +14,7 @@ from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
 from supsup_cli.evaluation import EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy
-from supsup_cli.learn import LearnRequest, learn_task
+from supsup_cli.learn import LearnRequest, learn_auto, learn_task
 from supsup_cli.models import MaskedNet, real_outputs
 from supsup_cli.training import TrainConfig, task_tensors
 from supsup_cli.weights import base_weights
@@ -39,6 +39,7 @@ class BenchmarkConfig:
     seed: int = 0
     baselines: bool = True
     output_size: int | None = None
+    scenario: str = "gnu"  # or "nns": no task ids even while learning
 
     @property
     def gnu_methods(self) -> list[str]:
@@ -77,6 +78,8 @@ def checkpoints(count: int) -> list[int]:
 
 
 def check_config(config: BenchmarkConfig) -> None:
+    if config.scenario not in ("gnu", "nns"):
+        raise InvalidArgument(f"--scenario must be gnu or nns, got {config.scenario!r}")
     if config.suite not in SUITES:
         raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {config.suite!r}")
     if config.steps < 1 or (config.eval_images is not None and config.eval_images < 1):
@@ -90,46 +93,76 @@ def check_config(config: BenchmarkConfig) -> None:
         raise InvalidArgument("give at least one --method and one --objective")
 
 
+@dataclass
+class _Run:
+    """What a scenario produced: the learned archive's network, its evaluations, its cost."""
+
+    spec: registry.ArchSpec
+    weights: list
+    datas: list[TaskData]
+    evals: list[EvalSet]
+    steps: int
+    matrices: dict[str, list[list[float | None]]]
+    inferred: dict[str, list[list[float | None]]]
+    timers: dict[str, Timed]
+    train_seconds: list[float]
+    extra: dict[str, Any]
+
+
 def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> dict[str, Any]:
     check_config(config)
     listener = listener or Listener()
     device = device_.resolve(config.device)
     with tempfile.TemporaryDirectory(prefix="supsup-benchmark-") as scratch:
         path = config.archive or Path(scratch) / "benchmark.supsup"
-        datas, train_seconds = _learned_tasks(path, config, device, listener)
-        with archive.Archive(path) as opened:
-            spec, weights, records = opened.spec, opened.base_weights(), opened.tasks[: len(datas)]
-            packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
-    steps = int(records[0].training.get("steps", config.steps))
-    evals = [EvalSet.of(load_task(data, "test"), config.eval_images, spec, device) for data in datas]
-    net = MaskedNet(spec, weights).to(device)
-    real = sorted({o for e in evals for o in e.outputs})
-    sup = inference.superposition(net, packed, real)
-    rows = checkpoints(len(datas))
-    matrices, inferred, timers = _evaluate_supsup(sup, evals, rows, config, listener)
+        scenario = _stream_without_task_ids if config.scenario == "nns" else _learn_then_evaluate
+        run = scenario(path, config, device, listener)
+    rows = checkpoints(len(run.datas))
+    matrices = dict(run.matrices)
     if config.baselines:
-        matrices.update(_baselines(spec, weights, datas, evals, rows, config, steps, device, listener))
-    figures = paper.figures(config.suite, spec.name, spec.output_size, steps)
+        matrices.update(_baselines(run.spec, run.weights, run.datas, run.evals, rows, config, run.steps, device,
+                                   listener))
+    figures = paper.figures(config.suite, run.spec.name, run.spec.output_size, run.steps, config.scenario)
+    net = MaskedNet(run.spec, run.weights).to(device)
     return {
         "suite": config.suite,
-        "arch": spec.name,
-        "output_size": spec.output_size,
-        "tasks": len(datas),
-        "steps": steps,
+        "scenario": config.scenario,
+        "arch": run.spec.name,
+        "output_size": run.spec.output_size,
+        "tasks": len(run.datas),
+        "steps": run.steps,
         "eval_images": config.eval_images,
-        "eval_images_total": sum(len(e.labels) for e in evals),
+        "eval_images_total": sum(len(e.labels) for e in run.evals),
         "same_task": config.same_task,
         "seed": config.seed,
         "device": str(device),
         "archive": str(config.archive) if config.archive else None,
         "checkpoints": rows,
-        "summary": _summary(matrices, inferred),
+        "summary": {**_summary(matrices, run.inferred), **run.extra},
         "by_checkpoint": {m: [_row_mean(row) for row in matrix] for m, matrix in matrices.items()},
         "matrix": matrices,
-        "task_inference": inferred,
+        "task_inference": run.inferred,
         "paper": {str(c): figures[c] for c in rows if c in figures},
-        "speed": _speed(net, datas[0], config, device, train_seconds, len(datas), steps, timers),
+        "speed": _speed(net, run.datas[0], config, device, run.train_seconds, len(run.datas), run.steps, run.timers),
     }
+
+
+def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.device, listener: Listener) -> _Run:
+    """Scenario GG/GNu: task ids while learning; then every checkpoint's tasks, with and without ids."""
+    datas, train_seconds = _learned_tasks(path, config, device, listener)
+    with archive.Archive(path) as opened:
+        spec, weights, records = opened.spec, opened.base_weights(), opened.tasks[: len(datas)]
+        packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
+    evals = [EvalSet.of(load_task(data, "test"), config.eval_images, spec, device) for data in datas]
+    sup = inference.superposition(MaskedNet(spec, weights).to(device), packed, _real(evals))
+    matrices: dict[str, list] = {}
+    inferred: dict[str, list] = {}
+    timers: dict[str, Timed] = {}
+    for c in checkpoints(len(datas)):
+        listener.start(f"evaluating after {c} tasks", 0)
+        _add_row(matrices, inferred, _evaluate_row(sup.first(c), evals[:c], len(datas), config, timers))
+    steps = int(records[0].training.get("steps", config.steps))
+    return _Run(spec, weights, datas, evals, steps, matrices, inferred, timers, train_seconds, {})
 
 
 def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
@@ -146,32 +179,83 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     listener.plan(len(datas) * config.steps * (3 if config.baselines else 1))
     seconds = []
     for index, data in enumerate(datas):
-        listener.start(f"supermask {index + 1}/{len(datas)}", config.steps)
-        result = learn_task(LearnRequest(path, data, TrainConfig(steps=config.steps, seed=config.seed),
-                                         device=str(device)),
-                            progress=lambda step, loss, acc: listener.advance(step))
+        result = _learn(learn_task, path, data, config, device, listener, f"supermask {index + 1}/{len(datas)}")
         seconds.append(result["train_seconds"])
     return datas, seconds
 
 
-def _evaluate_supsup(sup: inference.Superposition, evals: list[EvalSet], rows: list[int],
-                     config: BenchmarkConfig, listener: Listener):
-    gg_timer = Timed()
-    gg = [gg_accuracy(sup, j, e, gg_timer) for j, e in enumerate(evals)]
-    matrices: dict[str, list[list[float | None]]] = {"gg": [_pad(gg[:c], len(evals)) for c in rows]}
-    inferred: dict[str, list[list[float | None]]] = {}
-    timers = {"gg": gg_timer}
+def _learn(learn, path: Path, data: TaskData, config: BenchmarkConfig, device: torch.device, listener: Listener,
+           label: str) -> dict[str, Any]:
+    listener.start(label, config.steps)
+    return learn(LearnRequest(path, data, TrainConfig(steps=config.steps, seed=config.seed), device=str(device)),
+                 progress=lambda step, loss, acc: listener.advance(step))
+
+
+def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.device, listener: Listener) -> _Run:
+    """Scenario NNs: the tasks arrive as one stream, never labelled; masks are allocated when uncertain."""
+    if path.exists():
+        raise InvalidArgument(f"--scenario nns learns a stream from scratch: {path} already exists")
+    spec = registry.resolve(config.arch, config.output_size)
+    archive.create(path, spec, seed=config.seed)
+    datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
+    evals = [EvalSet.of(load_task(data, "test"), config.eval_images, spec, device) for data in datas]
+    rows = checkpoints(len(datas))
+    listener.plan(len(datas) * config.steps * (3 if config.baselines else 1))
+    matrices: dict[str, list] = {}
+    inferred: dict[str, list] = {}
+    timers: dict[str, Timed] = {}
+    mapping, trained_on, seconds = [], [], []
+    for index, data in enumerate(datas):
+        result = _learn(learn_auto, path, data, config, device, listener, f"stream {index + 1}/{len(datas)}")
+        seconds.append(result["train_seconds"])
+        trained_on.append(_steps_by_mask(result["decisions"], config.steps))
+        mapping.append(max(trained_on[-1], key=trained_on[-1].get))
+        if index + 1 in rows:
+            listener.start(f"evaluating after {index + 1} tasks", 0)
+            with archive.Archive(path) as opened:
+                weights, packed = opened.base_weights(), [torch.from_numpy(p) for p in opened.packed_masks()]
+            sup = inference.superposition(MaskedNet(spec, weights).to(device), packed, _real(evals))
+            _add_row(matrices, inferred, _evaluate_row(sup, evals[: index + 1], len(datas), config, timers, mapping))
+    extra = {
+        "masks_allocated": int(packed[0].shape[0]),
+        "task_to_mask": mapping,
+        "one_mask_per_task": all(len(t) == 1 for t in trained_on) and len(set(mapping)) == len(mapping),
+        "steps_by_mask": [{str(m): s for m, s in t.items()} for t in trained_on],
+    }
+    return _Run(spec, weights, datas, evals, config.steps, matrices, inferred, timers, seconds, extra)
+
+
+def _real(evals: list[EvalSet]) -> list[int]:
+    return sorted({o for e in evals for o in e.outputs})
+
+
+def _steps_by_mask(decisions: list[dict[str, Any]], steps: int) -> dict[int, int]:
+    """How many of a stream segment's batches trained each mask (a decision holds until the next)."""
+    counts: dict[int, int] = {}
+    for decision, following in zip(decisions, decisions[1:] + [{"step": steps}]):
+        counts[decision["mask"]] = counts.get(decision["mask"], 0) + following["step"] - decision["step"]
+    return counts
+
+
+def _evaluate_row(sup: inference.Superposition, evals: list[EvalSet], total: int, config: BenchmarkConfig,
+                  timers: dict[str, Timed], masks: list[int] | None = None) -> dict[str, tuple[list, list | None]]:
+    """Accuracy on each task so far: GG (its own mask) and each GNu method (mask inferred per image)."""
+    timers["gg"] = Timed()  # each row replaces the last: the speed section reports inference at the run's k
+    row = {"gg": ([gg_accuracy(sup, j if masks is None else masks[j], e, timers["gg"])
+                   for j, e in enumerate(evals)], None)}
     for name in config.gnu_methods:
         method, objective = name.split("/")
-        matrices[name], inferred[name] = [], []
-        for c in rows:
-            listener.start(f"{name} after {c} tasks", 0)
-            timers[name] = Timed()  # the last checkpoint's: inference at the run's k
-            accuracy, task_accuracy = gnu_accuracy(sup.first(c), evals[:c], method, objective, config.same_task,
-                                                   timers[name])
-            matrices[name].append(_pad(accuracy, len(evals)))
-            inferred[name].append(_pad(task_accuracy, len(evals)))
-    return matrices, inferred, timers
+        timers[name] = Timed()
+        row[name] = gnu_accuracy(sup, evals, method, objective, config.same_task, timers[name], masks)
+    return {name: (_pad(accuracy, total), None if found is None else _pad(found, total))
+            for name, (accuracy, found) in row.items()}
+
+
+def _add_row(matrices: dict, inferred: dict, row: dict[str, tuple[list, list | None]]) -> None:
+    for name, (accuracy, found) in row.items():
+        matrices.setdefault(name, []).append(accuracy)
+        if found is not None:
+            inferred.setdefault(name, []).append(found)
 
 
 def _baselines(spec, weights, datas, evals, rows, config, steps, device, listener) -> dict[str, list]:

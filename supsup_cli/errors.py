@@ -67,9 +67,5 @@ class DiskFull(SupsupError):
     pass
 
 
-class BudgetReached(SupsupError):
-    """A resource budget chosen by the user (such as --max-masks) is used up."""
-
-
 class QualityGateFailed(SupsupError):
     """A measured figure fell below the threshold the user set (benchmark --fail-under)."""

@@ -64,8 +64,11 @@ def gg_accuracy(sup: inference.Superposition, task: int, evals: EvalSet, timer: 
 
 
 def gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str, kind: str, same_task: bool,
-                 timer: Timed) -> tuple[list[float], list[float]]:
-    """Per task j: accuracy (task and class both right) and task-inference accuracy, over sup's tasks."""
+                 timer: Timed, masks: list[int] | None = None) -> tuple[list[float], list[float]]:
+    """Per task j: accuracy (mask and class both right) and mask-inference accuracy, over sup's masks.
+
+    `masks[j]` is the mask that stands for task j (default j: one mask per task, in order).
+    """
     x = torch.cat([e.x for e in evals])
     started = time.perf_counter()
     if same_task:
@@ -79,7 +82,7 @@ def gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str
     for j, e in enumerate(evals):
         rows = slice(start, start + len(e.labels))
         start += len(e.labels)
-        right_task = chosen[rows] == j
+        right_task = chosen[rows] == (j if masks is None else masks[j])
         predicted = evals[j].predicted_classes(logits[rows])
         accuracies.append(fraction(right_task & (predicted == e.labels)))
         task_accuracies.append(fraction(right_task))

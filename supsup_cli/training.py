@@ -90,28 +90,52 @@ def masked_logits(net: MaskedNet, x: torch.Tensor, scores: Sequence[torch.Tensor
     return net(x, [straight_through(s, density) for s in scores])
 
 
+class MaskTrainer:
+    """One mask's scores and their optimizer, trained on whatever batches it is given."""
+
+    def __init__(self, net: MaskedNet, config: TrainConfig, scores: Sequence[torch.Tensor]) -> None:
+        device = net.base()[0].device
+        self.net, self.config = net, config
+        self.scores = [s.to(device).requires_grad_() for s in scores]
+        self.optimizer = torch.optim.RMSprop(self.scores, lr=config.lr)
+        self.steps = 0
+
+    def step(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = masked_logits(self.net, x, self.scores, self.config.density)
+        loss = F.cross_entropy(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.steps += 1
+        return loss, logits
+
+    def masks(self) -> list[torch.Tensor]:
+        """The current binary mask per site (bool, on the CPU)."""
+        return [binarize(s.detach(), self.config.density).cpu() for s in self.scores]
+
+
+def scores_of_mask(net: MaskedNet, masks: Sequence[torch.Tensor], config: TrainConfig) -> list[torch.Tensor]:
+    """Scores that give back exactly `masks`, to go on training a stored mask: +-bound (top-k: bound or 0)."""
+    scores = []
+    for index, mask in enumerate(masks):
+        kept = mask.float()
+        scores.append(_score_bound(net, index) * (kept if config.density is not None else 2 * kept - 1))
+    return scores
+
+
 def train_masks(net: MaskedNet, task: TaskTensors, config: TrainConfig,
                 previous_mean: Sequence[torch.Tensor] | None = None, progress: Progress | None = None) -> TrainedMask:
     generator = torch.Generator().manual_seed(config.seed)
-    device = task.images.device
-    scores = [s.to(device).requires_grad_() for s in initial_scores(net, config, previous_mean, generator)]
-    optimizer = torch.optim.RMSprop(scores, lr=config.lr)
-    started = time.perf_counter()
-    loss = torch.zeros(())
+    trainer = MaskTrainer(net, config, initial_scores(net, config, previous_mean, generator))
     stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator)
+    started = time.perf_counter()
     for step in range(1, config.steps + 1):
-        index = next(stream).to(device)
-        logits = masked_logits(net, task.inputs(index), scores, config.density)
-        loss = F.cross_entropy(logits, task.targets[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        index = next(stream).to(task.images.device)
+        loss, logits = trainer.step(task.inputs(index), task.targets[index])
         if progress is not None and (step % 20 == 0 or step == config.steps):
             accuracy = (logits.argmax(1) == task.targets[index]).float().mean().item()
             progress(step, loss.item(), accuracy)
-    seconds = time.perf_counter() - started
-    masks = [binarize(s.detach(), config.density).cpu() for s in scores]
-    return TrainedMask(masks=masks, seconds=seconds, final_loss=loss.item())
+    return TrainedMask(masks=trainer.masks(), seconds=time.perf_counter() - started, final_loss=loss.item())
 
 
 @torch.no_grad()

@@ -76,10 +76,9 @@ def test_trained_masks_sizes_against_the_bounds(cli, lenet_archive):
 def test_reading_one_task_of_a_thousand_decodes_only_that_task(lenet_archive, monkeypatch):
     spec = registry.resolve("lenet300-100")
     masks = random_masks(spec, 0, density=0.1)
-    encoded = [maskcodec.encode(m) for m in masks]
     with archive.transaction(lenet_archive) as (_, f):
         for task in range(1000):
-            archive.writer.write_task(f, dummy_record(f"t{task}", spec, masks), encoded, None)
+            archive.writer.write_task(f, archive.StoredTask.of(dummy_record(f"t{task}", spec, masks), masks))
     decoded = []
     real_decode = maskcodec.decode_packed
     monkeypatch.setattr(maskcodec, "decode_packed", lambda *a: decoded.append(a) or real_decode(*a))

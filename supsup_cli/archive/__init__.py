@@ -1,6 +1,6 @@
 """The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v2.md)."""
 
-from supsup_cli.archive.reader import Archive
-from supsup_cli.archive.writer import append_task, create, transaction
+from supsup_cli.archive.reader import Archive, StoredTask
+from supsup_cli.archive.writer import append_task, create, rewrite, transaction
 
-__all__ = ["Archive", "append_task", "create", "transaction"]
+__all__ = ["Archive", "StoredTask", "append_task", "create", "rewrite", "transaction"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -16,6 +17,21 @@ from supsup_cli.registry import ArchSpec, MaskSite, from_json, mask_sites
 from supsup_cli.weights import base_weights, weights_sha256
 
 FORMAT_NAME = "supsup"
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """One task exactly as an archive stores it: record JSON, (codec, bytes) per site, statistics."""
+
+    record: bytes
+    encoded: list[tuple[int, bytes]]
+    stats: np.ndarray
+
+    @staticmethod
+    def of(record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None) -> "StoredTask":
+        """Encode a task: each site's mask in the smaller codec, statistics as float32."""
+        floats = np.zeros(0, dtype="<f4") if stats is None else np.asarray(stats, dtype="<f4").reshape(-1)
+        return StoredTask(record.to_json(), [maskcodec.encode(bits) for bits in masks], floats)
 
 
 class Archive:
@@ -105,14 +121,13 @@ class Archive:
                 return index
         raise UnknownTask(f"{self.path}: no task named {text!r}")
 
-    def task_raw(self, task: int) -> tuple[bytes, list[tuple[int, bytes]], np.ndarray]:
-        """One task's stored bytes: record JSON, (codec, encoded mask) per site, statistics."""
+    def stored_task(self, task: int) -> StoredTask:
+        """One task's bytes as stored, undecoded."""
         offset, length = self.index.record_extent[task].tolist()
         record = self._file[layout.RECORDS][offset : offset + length].tobytes()
         masks = [self._encoded_mask(task, site) for site in range(len(self.sites))]
         offset, length = self.index.array_extent[task].tolist()
-        stats = self._file[layout.ARRAYS][offset : offset + length]
-        return record, masks, stats
+        return StoredTask(record, masks, self._file[layout.ARRAYS][offset : offset + length])
 
     def packed_mask(self, task: int) -> list[np.ndarray]:
         """One task's mask per site, bit-packed; the other tasks are neither read nor decoded."""
@@ -152,7 +167,7 @@ class Archive:
         return stacked
 
     def stats(self, task: int) -> np.ndarray:
-        return self.task_raw(task)[2]
+        return self.stored_task(task).stats
 
 
 def _open_hdf5(path: Path) -> h5py.File:

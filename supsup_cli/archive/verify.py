@@ -48,9 +48,10 @@ def verify(path: Path) -> dict[str, Any]:
 
 def _check_task(opened: Archive, task: int) -> dict[str, Any]:
     try:
-        record, encoded, stats = opened.task_raw(task)
-        ok = layout.task_digest(record, encoded, stats) == bytes(opened.index.sha256[task])
-        for (codec, data), site in zip(encoded, opened.sites):
+        stored = opened.stored_task(task)
+        record = stored.record
+        ok = layout.task_digest(record, stored.encoded, stored.stats) == bytes(opened.index.sha256[task])
+        for (codec, data), site in zip(stored.encoded, opened.sites):
             if codec != maskcodec.NONE:
                 maskcodec.decode_packed(data, codec, site.numel)
     except (ArchiveCorrupt, OSError, ValueError) as exc:

@@ -12,7 +12,7 @@ import errno
 import io
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import numpy as np
 from supsup_cli import __version__, maskcodec
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
-from supsup_cli.archive.reader import FORMAT_NAME, Archive
+from supsup_cli.archive.reader import FORMAT_NAME, Archive, StoredTask
 from supsup_cli.errors import ArchiveExists, ArchiveLocked, DiskFull, DuplicateTask
 from supsup_cli.records import TaskRecord
 from supsup_cli.registry import ArchSpec, mask_sites, to_json
@@ -59,18 +59,23 @@ def create(path: Path, spec: ArchSpec, seed: int, force: bool = False) -> str:
     if path.exists() and not force:
         raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)")
     digest = weights_sha256(base_weights(spec, seed))
+    image = _empty_image(spec, seed, digest)
+    with writer_lock(path):
+        _publish(image.getbuffer(), path, replace=force)
+    return digest
+
+
+def _empty_image(spec: ArchSpec, seed: int, weights_digest: str) -> io.BytesIO:
     image = io.BytesIO()
     with h5py.File(image, "w", userblock_size=header_.SIZE) as f:
         layout.write_string_attr(f, "format", FORMAT_NAME)
         f.attrs.create("format_version", header_.FORMAT_VERSION, dtype=layout.INTEGER_ATTRS["format_version"])
         f.attrs.create("seed", seed, dtype=layout.INTEGER_ATTRS["seed"])
         layout.write_string_attr(f, "arch", to_json(spec))
-        layout.write_string_attr(f, "weights_sha256", digest)
+        layout.write_string_attr(f, "weights_sha256", weights_digest)
         layout.write_string_attr(f, "writer", f"supsup {__version__}")
         layout.create_datasets(f, len(mask_sites(spec)))
-    with writer_lock(path):
-        _publish(image.getbuffer(), path, replace=force)
-    return digest
+    return image
 
 
 @contextmanager
@@ -87,29 +92,39 @@ def transaction(path: Path) -> Iterator[tuple[Archive, h5py.File]]:
         _publish(image.getbuffer(), path, replace=True)
 
 
+def rewrite(path: Path, tasks: Callable[[Archive], list[StoredTask]]) -> None:
+    """Under the lock: replace the archive by one with the same network and `tasks(current)`, compacted."""
+    path = Path(path)
+    with writer_lock(path):
+        with Archive(path) as current:
+            stored = tasks(current)
+            image = _empty_image(current.spec, current.seed, current.weights_sha256)
+        with h5py.File(image, "r+") as f:
+            for task in stored:
+                write_task(f, task)
+        _publish(image.getbuffer(), path, replace=True)
+
+
 def append_task(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None) -> int:
     """Commit one task (its mask bits per site, as bool arrays); returns its index."""
     with transaction(path) as (current, f):
         if any(task.name == record.name for task in current.tasks):
             raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
-        write_task(f, record, [maskcodec.encode(bits) for bits in masks], stats)
+        write_task(f, StoredTask.of(record, masks, stats))
         return current.index.tasks
 
 
-def write_task(
-    f: h5py.File, record: TaskRecord, encoded: list[tuple[int, bytes]], stats: np.ndarray | None
-) -> None:
+def write_task(f: h5py.File, task: StoredTask) -> None:
     """Append one task's rows to every task dataset of an open, writable archive."""
-    record_bytes = record.to_json()
-    stats = np.zeros(0, dtype="<f4") if stats is None else np.asarray(stats, dtype="<f4").reshape(-1)
     mask_extent = np.array([[_append(f[layout.MASKS], np.frombuffer(data, np.uint8)), len(data)]
-                            for _, data in encoded], dtype="<u8")
+                            for _, data in task.encoded], dtype="<u8")
     _append_row(f[layout.MASK_EXTENT], mask_extent)
-    _append_row(f[layout.MASK_CODEC], np.array([codec for codec, _ in encoded], dtype="u1"))
+    _append_row(f[layout.MASK_CODEC], np.array([codec for codec, _ in task.encoded], dtype="u1"))
     _append_row(f[layout.RECORD_EXTENT], np.array(
-        [_append(f[layout.RECORDS], np.frombuffer(record_bytes, np.uint8)), len(record_bytes)], dtype="<u8"))
-    _append_row(f[layout.ARRAY_EXTENT], np.array([_append(f[layout.ARRAYS], stats), stats.size], dtype="<u8"))
-    _append_row(f[layout.SHA256], np.frombuffer(layout.task_digest(record_bytes, encoded, stats), np.uint8))
+        [_append(f[layout.RECORDS], np.frombuffer(task.record, np.uint8)), len(task.record)], dtype="<u8"))
+    _append_row(f[layout.ARRAY_EXTENT], np.array([_append(f[layout.ARRAYS], task.stats), task.stats.size],
+                                                 dtype="<u8"))
+    _append_row(f[layout.SHA256], np.frombuffer(layout.task_digest(task.record, task.encoded, task.stats), np.uint8))
 
 
 def _append(dset: h5py.Dataset, values: np.ndarray) -> int:

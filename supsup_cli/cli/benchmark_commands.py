@@ -29,6 +29,10 @@ def benchmark(
     objective: Annotated[list[str] | None, typer.Option("--objective", help="entropy and/or g (repeatable).")]
     = None,
     same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task per batch of 128 images.")] = False,
+    scenario: Annotated[str, typer.Option("--scenario", help="gnu (task ids while learning) or nns (none at all).")]
+    = "gnu",
+    output_size: Annotated[int | None, typer.Option("--output-size", help="Output neurons (default: the arch's).")]
+    = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="Keep the archive here; evaluate it if it has "
                                                                    "tasks.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write results.json, matrix.csv, accuracy.png.")] = None,
@@ -63,7 +67,8 @@ def benchmark(
                 suite=suite, arch=arch, tasks=tasks if tasks is not None else defaults["tasks"],
                 steps=steps or defaults["steps"], eval_images=eval_images or defaults["eval_images"],
                 methods=tuple(method or ("one-shot", "binary")), objectives=tuple(objective or ("entropy", "g")),
-                same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines)
+                same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
+                output_size=output_size, scenario=scenario)
             results = engine.run_benchmark(config, listener)
     if out is not None:
         for path in report.write_files(results, out):

@@ -25,7 +25,6 @@ BY_ERROR: dict[type[errors.SupsupError], int] = {
     errors.ArchiveExists: 12,
     errors.DuplicateTask: 12,
     errors.DiskFull: 13,
-    errors.BudgetReached: 14,
     errors.QualityGateFailed: 15,
 }
 

@@ -34,15 +34,28 @@ def learn(
     init: Annotated[str, typer.Option(
         "--init", help="kaiming, or mean: start from the running mean of the archive's masks.")] = "kaiming",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of score init and batch order.")] = 0,
+    auto: Annotated[bool, typer.Option("--auto", help="No task id: decide every --decide-every batches "
+                                                     "whether to train a known mask or allocate a new one.")] = False,
+    decide_every: Annotated[int, typer.Option("--decide-every", help="With --auto: batches between decisions.")]
+    = 100,
+    epsilon: Annotated[float, typer.Option("--epsilon", help="With --auto: allocate when K*max(nu) < 1+epsilon.")]
+    = 0.125,
+    max_masks: Annotated[int | None, typer.Option("--max-masks", help="With --auto: never hold more masks; "
+                                                                      "then train the closest one.")] = None,
     device: Device = "auto",
     data_dir: DataDir = None,
     json_: Json = False,
 ) -> None:
     """Train one supermask for a task and commit it to the archive (nothing is committed on failure).
 
+    With --auto (scenario NNs) the data carries no task id: every --decide-every batches, One-Shot
+    over the archive's masks decides whether the data belongs to a known mask (which is trained
+    further) or needs a new one; the output lists each decision with its statistic and threshold.
+
     Example: supsup learn-task model.supsup --data mnist --permute 7
+    Example: supsup learn-task model.supsup --data mnist --permute 8 --auto --max-masks 100
     """
-    from supsup_cli.learn import LearnRequest, learn_task
+    from supsup_cli.learn import LearnRequest, learn_auto, learn_task
     from supsup_cli.training import TrainConfig
 
     request = LearnRequest(
@@ -55,12 +68,22 @@ def learn(
             rate = step * batch_size / max(1e-9, time.perf_counter() - started)
             update(step, loss=loss, acc=accuracy, **{"img/s": f"{rate:,.0f}"})
 
-        result = learn_task(request, progress)
+        notes: list[str] = []
+        result = learn_auto(request, decide_every, epsilon, max_masks, progress, notes) if auto else \
+            learn_task(request, progress)
+    for message in notes:
+        output.note(f"supsup: note: {message}")
     if json_:
         output.emit_json(result)
-    else:
-        output.emit_fields([(key, result[key]) for key in
-                            ("index", "name", "test_accuracy", "train_seconds", "steps", "density")])
+        return
+    output.emit_fields([(key, result[key]) for key in
+                        ("index", "name", "test_accuracy", "train_seconds", "steps", "density")])
+    if auto:
+        output.emit_fields([("allocated", result["allocated"] or "none"), ("trained again", result["reused"] or "none"),
+                            ("masks", result["masks"])])
+        output.emit_table(["step", "candidates", "K*max(nu)", "threshold", "action", "mask"],
+                          [[d["step"], d["candidates"], d["statistic"], d["threshold"], d["action"], d["mask"]]
+                           for d in result["decisions"]])
 
 
 def export(

@@ -1,0 +1,69 @@
+"""Scenario NNs: learning without task ids; masks are allocated when the model is uncertain."""
+
+import pytest
+
+from supsup_cli import archive
+
+
+@pytest.fixture
+def stream(cli, tmp_path):
+    path = tmp_path / "nns.supsup"
+    assert cli("init", path, "--arch", "lenet300-100", "--output-size", "500").code == 0
+    return path
+
+
+def _auto(cli, path, *argv):
+    result = cli("learn-task", path, "--auto", "--steps", "300", "--json", *argv)
+    assert result.code == 0, result.err
+    return result.json()
+
+
+@pytest.mark.slow
+def test_new_data_allocates_and_known_data_trains_its_own_mask(cli, stream):
+    first = _auto(cli, stream, "--permute", "1")
+    assert first["allocated"] == [0] and first["masks"] == 1
+    assert first["decisions"][0] == {"step": 0, "statistic": None, "threshold": 1.125, "candidates": 0,
+                                     "action": "allocate", "mask": 0}
+    assert all(d["action"] == "reuse" and d["mask"] == 0 for d in first["decisions"][1:])
+    assert all(d["statistic"] >= d["threshold"] for d in first["decisions"][1:])
+
+    second = _auto(cli, stream, "--permute", "2")
+    opening = second["decisions"][0]
+    assert opening["action"] == "allocate" and opening["statistic"] < opening["threshold"]
+    assert opening["candidates"] == 5  # one mask plus four untrained ones
+    assert second["allocated"] == [1] and second["index"] == 1
+
+    again = _auto(cli, stream, "--permute", "1", "--decide-every", "150")
+    assert again["allocated"] == [] and again["reused"] == [0] and again["masks"] == 2
+    assert [d["step"] for d in again["decisions"]] == [0, 150]
+    with archive.Archive(stream) as opened:
+        assert [t.name for t in opened.tasks] == ["auto-0", "auto-1"]
+        assert opened.tasks[0].training["retrained"][0]["data"] == {"dataset": "mnist", "permute": 1}
+
+
+@pytest.mark.slow
+def test_the_mask_budget_is_respected_with_a_clear_message(cli, stream):
+    _auto(cli, stream, "--permute", "1")
+    result = cli("learn-task", stream, "--auto", "--steps", "100", "--permute", "2", "--max-masks", "1", "--json")
+    assert result.code == 0
+    report = result.json()
+    assert report["budget_reached"] and report["allocated"] == [] and report["masks"] == 1
+    assert report["decisions"][0]["action"] == "reuse-budget"
+    assert "--max-masks 1 reached" in result.err
+
+
+@pytest.mark.slow
+def test_benchmark_nns_maps_each_task_to_one_mask(cli):
+    result = cli("benchmark", "--scenario", "nns", "--tasks", "3", "--steps", "300", "--eval-images", "400",
+                 "--output-size", "500", "--no-baselines", "--method", "one-shot", "--objective", "entropy", "--json")
+    assert result.code == 0, result.err
+    summary = result.json()["summary"]
+    assert summary["masks_allocated"] == 3 and summary["one_mask_per_task"]
+    assert sorted(summary["task_to_mask"]) == [0, 1, 2]
+    assert summary["task_inference_accuracy"]["one-shot/entropy"] > 0.95
+
+
+def test_auto_arguments_are_checked(cli, stream):
+    assert cli("learn-task", stream, "--auto", "--decide-every", "0").code == 2
+    assert cli("learn-task", stream, "--auto", "--max-masks", "0").code == 2
+    assert cli("benchmark", "--scenario", "xyz").code == 2
