@@ -23,7 +23,7 @@ from supsup_cli.training import Progress, TaskTensors, TrainConfig, batches
 def train_dense(net: DenseNet, task: TaskTensors, config: TrainConfig, progress: Progress | None = None) -> float:
     """Train `net` in place on one task; returns the seconds spent."""
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.RMSprop(net.parameters(), lr=config.lr)
+    optimizer = config.resolved(net.spec).make_optimizer(list(net.parameters()))
     stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator)
     started = time.perf_counter()
     for step in range(1, config.steps + 1):

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from supsup_cli import archive, baselines, device as device_, inference, metrics, paper, registry, speed
+from supsup_cli import archive, baselines, device as device_, hopfield, inference, metrics, paper, registry, speed
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
 from supsup_cli.evaluation import EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy
-from supsup_cli.learn import LearnRequest, learn_auto, learn_task
+from supsup_cli.autolearn import learn_auto
+from supsup_cli.learn import LearnRequest, learn_task
 from supsup_cli.models import MaskedNet, real_outputs
+from supsup_cli.reservoir import hopfield_store, reservoir_of
 from supsup_cli.training import TrainConfig, task_tensors
 from supsup_cli.weights import base_weights
 
@@ -29,7 +32,7 @@ class BenchmarkConfig:
     suite: str = "permuted-mnist"
     arch: str = "lenet300-100"
     tasks: int | None = None  # default: the suite's own count
-    steps: int = 1000
+    steps: int | None = None  # batches per task; default 1000, or about one epoch for neuron masks (HopSupSup)
     eval_images: int | None = None  # test images per task, spread over the split; None: all of them
     methods: tuple[str, ...] = ("one-shot", "binary")
     objectives: tuple[str, ...] = ("entropy", "g")
@@ -40,9 +43,14 @@ class BenchmarkConfig:
     baselines: bool = True
     output_size: int | None = None
     scenario: str = "gnu"  # or "nns": no task ids even while learning
+    hopfield: bool = False  # also store the masks in a Hopfield reservoir and evaluate recovered masks
+    hopfield_steps: int | None = None  # None: hopfield.STEPS
 
     @property
     def gnu_methods(self) -> list[str]:
+        """Superposition methods; neuron masks (HopSupSup) infer their task by Hopfield recovery instead."""
+        if registry.resolve(self.arch).mask_on == "neurons":
+            return []
         return [f"{method}/{objective}" for method in self.methods for objective in self.objectives]
 
 
@@ -82,8 +90,10 @@ def check_config(config: BenchmarkConfig) -> None:
         raise InvalidArgument(f"--scenario must be gnu or nns, got {config.scenario!r}")
     if config.suite not in SUITES:
         raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {config.suite!r}")
-    if config.steps < 1 or (config.eval_images is not None and config.eval_images < 1):
+    if (config.steps is not None and config.steps < 1) or (config.eval_images is not None and config.eval_images < 1):
         raise InvalidArgument("--steps and --eval-images must be at least 1")
+    if config.hopfield and registry.resolve(config.arch).mask_on != "neurons":
+        raise InvalidArgument(f"--hopfield stores neuron masks; {config.arch} masks weights (use fc2048-2048-hop)")
     if config.tasks is not None and config.tasks < 1:
         raise InvalidArgument("--tasks must be at least 1")
     for method in config.methods:
@@ -111,6 +121,7 @@ class _Run:
 
 def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> dict[str, Any]:
     check_config(config)
+    config = replace(config, steps=config.steps or _default_steps(config))
     listener = listener or Listener()
     device = device_.resolve(config.device)
     with tempfile.TemporaryDirectory(prefix="supsup-benchmark-") as scratch:
@@ -147,6 +158,14 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
     }
 
 
+def _default_steps(config: BenchmarkConfig) -> int:
+    """1000 batches (the paper's GN experiments), or one epoch of the first task for HopSupSup."""
+    if registry.resolve(config.arch).mask_on != "neurons":
+        return 1000
+    first = suite_tasks(config.suite, 1)[0]
+    return math.ceil(len(load_task(first, "train").labels) / TrainConfig().batch_size)
+
+
 def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.device, listener: Listener) -> _Run:
     """Scenario GG/GNu: task ids while learning; then every checkpoint's tasks, with and without ids."""
     datas, train_seconds = _learned_tasks(path, config, device, listener)
@@ -161,8 +180,55 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
     for c in checkpoints(len(datas)):
         listener.start(f"evaluating after {c} tasks", 0)
         _add_row(matrices, inferred, _evaluate_row(sup.first(c), evals[:c], len(datas), config, timers))
+    extra = {}
+    if config.hopfield:
+        listener.start("Hopfield recovery", 0)
+        extra["hopfield"] = _hopfield_evaluation(path, sup, evals, config.hopfield_steps or hopfield.STEPS)
+        matrices["hopfield"] = [_pad([t["recovered_accuracy"] for t in extra["hopfield"]["tasks"]], len(datas))]
+        matrices["explicit-masks"] = [_pad([t["explicit_accuracy"] for t in extra["hopfield"]["tasks"]], len(datas))]
+        for name in ("hopfield", "explicit-masks"):  # evaluated once, after the last task
+            matrices[name] = [[None] * len(datas)] * (len(checkpoints(len(datas))) - 1) + matrices[name]
     steps = int(records[0].training.get("steps", config.steps))
-    return _Run(spec, weights, datas, evals, steps, matrices, inferred, timers, train_seconds, {})
+    return _Run(spec, weights, datas, evals, steps, matrices, inferred, timers, train_seconds, extra)
+
+
+def _hopfield_evaluation(path: Path, sup: inference.Superposition, evals: list[EvalSet],
+                         steps: int) -> dict[str, Any]:
+    """Store every mask in the reservoir, then recover each task's mask from its test images alone."""
+    hopfield_store(path)
+    with archive.Archive(path) as opened:
+        reservoir = reservoir_of(opened)
+    stored = [[m.bool().cpu() for m in (sup.masks(site, t, t + 1)[0] for site in range(len(sup.packed)))]
+              for t in range(sup.tasks)]
+    real = _real(evals)
+    tasks = []
+    for j, e in enumerate(evals):
+        recovery = hopfield.recover(sup.net, reservoir, e.x, steps=steps, compare_with=stored)
+        distances = [hopfield.hamming(recovery.masks, masks) for masks in stored]
+        tasks.append({
+            "task": j,
+            "recovered_accuracy": _all_classes_accuracy(sup.net, recovery.masks, e, real),
+            "explicit_accuracy": _all_classes_accuracy(sup.net, stored[j], e, real),
+            "recovered_equals_stored": distances[j] == 0,
+            "closest_task": min(range(len(stored)), key=distances.__getitem__),
+            "hamming_to_own_mask": distances[j],
+            "curve": recovery.distances,  # per step: Hamming distance to every stored mask (paper, Figure 7)
+        })
+    return {
+        "tasks": tasks,
+        "avg_recovered_accuracy": sum(t["recovered_accuracy"] for t in tasks) / len(tasks),
+        "avg_explicit_accuracy": sum(t["explicit_accuracy"] for t in tasks) / len(tasks),
+        "exact_recoveries": sum(t["recovered_equals_stored"] for t in tasks),
+        "steps": steps,
+    }
+
+
+@torch.no_grad()
+def _all_classes_accuracy(net: MaskedNet, masks: list[torch.Tensor], e: EvalSet, real: list[int]) -> float:
+    """GNu with global labels: arg-max over every task's classes, in the paper's batches of 64."""
+    floats = [m.float().to(e.x.device) for m in masks]
+    logits = torch.cat([net(part, floats) for part in e.x.split(hopfield.BATCH)])[:, real]
+    return fraction(torch.tensor(real, device=e.x.device)[logits.argmax(1)] == e.labels)
 
 
 def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
@@ -314,9 +380,9 @@ def _pad(values: list[float], length: int) -> list[float | None]:
     return list(values) + [None] * (length - len(values))
 
 
-def _row_mean(row: list[float | None]) -> float:
+def _row_mean(row: list[float | None]) -> float | None:
     values = [v for v in row if v is not None]
-    return sum(values) / len(values)
+    return sum(values) / len(values) if values else None
 
 
 def config_dict(config: BenchmarkConfig) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from supsup_cli.errors import InvalidArgument
 from supsup_cli.masks import unpack
 from supsup_cli.models import MaskedNet
+from supsup_cli.registry import mask_sites
 
 METHODS = ("one-shot", "binary", "exhaustive")
 OBJECTIVES = ("entropy", "g")
@@ -31,7 +32,7 @@ DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Superposition:
-    """The k tasks' masks of a weight-masked network, bit-packed on the inference device."""
+    """The k tasks' masks of a network, bit-packed on the inference device."""
 
     net: MaskedNet
     packed: list[torch.Tensor]  # per site: [k, ceil(n/8)] uint8
@@ -50,15 +51,13 @@ class Superposition:
         return [(start, min(start + self.chunk, self.tasks)) for start in range(0, self.tasks, self.chunk)]
 
     def masks(self, site: int, start: int, stop: int) -> torch.Tensor:
-        """Tasks start..stop-1 of one site, unpacked: [c, out, in] float."""
-        weight = self.net.base()[site]
-        return unpack(self.packed[site][start:stop], weight.numel()).view(stop - start, *weight.shape)
+        """Tasks start..stop-1 of one site, unpacked: [c, *site shape] float ([c, out, in] on weights)."""
+        shape = mask_sites(self.net.spec)[site].shape
+        return unpack(self.packed[site][start:stop], math.prod(shape)).view(stop - start, *shape)
 
 
 def superposition(net: MaskedNet, packed: Sequence[torch.Tensor], real_outputs: Sequence[int],
                   chunk: int | None = None) -> Superposition:
-    if net.spec.mask_on != "weights":
-        raise InvalidArgument(f"{net.spec.name} masks neurons: infer its tasks with --hopfield, or give --task")
     device = net.base()[0].device
     real = torch.zeros(net.spec.output_size, dtype=torch.bool, device=device)
     real[list(real_outputs)] = True
@@ -198,6 +197,11 @@ def task_objective(logits: torch.Tensor, kind: str, real: torch.Tensor) -> torch
     return objective(logits, kind, real)
 
 
+def check_superposable(sup: Superposition) -> None:
+    if sup.net.spec.mask_on != "weights":
+        raise InvalidArgument(f"{sup.net.spec.name} masks neurons: infer its tasks with --hopfield, or give --task")
+
+
 def check_choices(method: str, kind: str) -> None:
     if method not in METHODS:
         raise InvalidArgument(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -208,6 +212,7 @@ def check_choices(method: str, kind: str) -> None:
 def infer_tasks(sup: Superposition, x: torch.Tensor, method: str, kind: str, same_task: bool = False) -> torch.Tensor:
     """The task of each input (with `same_task`, one task for all), inputs taken a batch at a time."""
     check_choices(method, kind)
+    check_superposable(sup)
     objective(torch.zeros(1, sup.net.spec.output_size, device=x.device), kind, sup.real)  # g: needs s-neurons
     parts = x.split(_input_batch(sup))
     if method == "exhaustive":

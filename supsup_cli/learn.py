@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from supsup_cli import archive, device as device_, masks as masks_
-from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, padding_masks, uncertainty
-from supsup_cli.masks import unpack
+from supsup_cli import archive, device as device_, maskcodec, masks as masks_
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import DuplicateTask, InvalidArgument
 from supsup_cli.models import MaskedNet, real_outputs
-from supsup_cli.records import TaskRecord, check_name
+from supsup_cli.records import TaskRecord, check_name, mask_sha256
 from supsup_cli.registry import ArchSpec
-from supsup_cli.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, initial_scores,
-                                 scores_of_mask, task_tensors, train_masks)
+from supsup_cli.reservoir import reservoir_of, stored_reservoir
+from supsup_cli.training import Progress, TrainConfig, accuracy, task_tensors, train_masks
 
 
 @dataclass(frozen=True)
@@ -39,8 +37,10 @@ def check_request(request: LearnRequest) -> None:
         raise InvalidArgument(f"--steps must be at least 1, got {config.steps}")
     if config.batch_size < 1:
         raise InvalidArgument(f"--batch-size must be at least 1, got {config.batch_size}")
-    if not config.lr > 0:
+    if config.lr is not None and not config.lr > 0:
         raise InvalidArgument(f"--lr must be positive, got {config.lr}")
+    if config.optimizer not in (None, "rmsprop", "sgd"):
+        raise InvalidArgument(f"--optimizer must be rmsprop or sgd, got {config.optimizer!r}")
     if config.density is not None and not 0 < config.density <= 1:
         raise InvalidArgument(f"--density must be in (0, 1], got {config.density}")
     if request.init not in ("kaiming", "mean"):
@@ -63,18 +63,19 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[
         previous_mean = _running_mean(current, device) if request.init == "mean" and current.tasks else None
     train = load_task(request.data, "train", request.data_dir)
     test = load_task(request.data, "test", request.data_dir)
-    _check_outputs(spec, train.classes)
+    check_outputs(spec, train.classes)
     net = MaskedNet(spec, weights).to(device)
     trained = train_masks(net, task_tensors(train, spec, device), request.config, previous_mean, progress)
     test_accuracy = accuracy(net, trained.masks, task_tensors(test, spec, device), real_outputs(spec, test.classes))
     density = tuple(float(m.float().mean()) for m in trained.masks)
+    masks = [m.numpy() for m in trained.masks]
     record = TaskRecord(
         name=name, data=request.data.to_plain(), classes=train.classes, mean=train.mean, std=train.std,
-        density=density, test_accuracy=test_accuracy,
-        training={**asdict(request.config), "init": request.init, "device": str(device),
+        density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(masks),
+        training={**asdict(request.config.resolved(spec)), "init": request.init, "device": str(device),
                   "train_seconds": round(trained.seconds, 3), "final_loss": round(trained.final_loss, 6)},
     )
-    index = archive.append_task(request.path, record, [m.numpy() for m in trained.masks])
+    index = _commit(request.path, record, masks)
     total = sum(m.numel() for m in trained.masks)
     return {
         "index": index,
@@ -88,172 +89,39 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[
     }
 
 
+def _commit(path: Path, record: TaskRecord, masks: list[np.ndarray]) -> int:
+    """Append the task; with a Hopfield reservoir, store its mask there too (and only there once masks
+    have been dropped)."""
+    with archive.transaction(path) as (current, f):
+        if any(task.name == record.name for task in current.tasks):
+            raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
+        info = current.reservoir_info
+        if info is None:
+            archive.writer.write_task(f, archive.StoredTask.of(record, masks))
+            return current.index.tasks
+        if info.tasks != current.index.tasks:
+            raise InvalidArgument(f"{path}: tasks {info.tasks}-{current.index.tasks - 1} are not in the Hopfield "
+                                  "reservoir yet; run 'supsup hopfield-store' first")
+        reservoir = reservoir_of(current)
+        reservoir.store([torch.from_numpy(m) for m in masks])
+        archive.write_reservoir(f, stored_reservoir(reservoir, info.explicit_masks))
+        kept = masks if info.explicit_masks else None
+        archive.writer.write_task(f, archive.StoredTask.of(record, kept, sites=len(masks)))
+        return current.index.tasks
+
+
+def mask_digest(masks: list[np.ndarray]) -> str:
+    return mask_sha256([maskcodec.pack(m) for m in masks])
+
+
 def _running_mean(current: archive.Archive, device: torch.device) -> list[torch.Tensor]:
+    if current.reservoir_info is not None:  # masks may live only there: their mean is (mu + 1) / 2
+        return [(mu + 1) / 2 for mu in reservoir_of(current).mu]
     return [masks_.packed_mean(torch.from_numpy(packed), site.numel).to(device)
             for packed, site in zip(current.packed_masks(), current.sites)]
 
 
-def _check_outputs(spec: ArchSpec, classes: tuple[int, ...]) -> None:
+def check_outputs(spec: ArchSpec, classes: tuple[int, ...]) -> None:
     needed = max(classes) + 1 if spec.labels == "global" else len(classes)
     if needed > spec.output_size:
         raise InvalidArgument(f"the task needs {needed} output neurons but {spec.name} has {spec.output_size}")
-
-
-@dataclass
-class _Candidate:
-    """A mask the --auto run may train: a committed task, or one allocated during the run."""
-
-    task: int | None  # the committed task's index; None for a new mask
-    trainer: MaskTrainer | None = None
-    order: int = 0  # allocation order of new masks
-
-
-def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = EPSILON,
-               max_masks: int | None = None, progress: Progress | None = None,
-               notes: list[str] | None = None) -> dict[str, Any]:
-    """learn-task --auto: no task id; every `decide_every` batches, keep a mask or allocate one."""
-    check_request(request)
-    if decide_every < 1 or not epsilon > 0 or (max_masks is not None and max_masks < 1):
-        raise InvalidArgument("--decide-every and --max-masks must be at least 1, --epsilon positive")
-    device = device_.resolve(request.device)
-    with archive.Archive(request.path) as current:
-        spec, weights, records = current.spec, current.base_weights(), current.tasks
-        if request.name is not None and any(task.name == request.name for task in records):
-            raise DuplicateTask(f"{request.path}: a task named {request.name!r} already exists")
-        committed = [torch.from_numpy(p).to(device) for p in current.packed_masks()]
-    train = load_task(request.data, "train", request.data_dir)
-    test = load_task(request.data, "test", request.data_dir)
-    _check_outputs(spec, train.classes)
-    net = MaskedNet(spec, weights).to(device)
-    real = sorted({o for r in records for o in real_outputs(spec, r.classes)} | set(real_outputs(spec, train.classes)))
-    config = request.config
-    padding = [p.to(device) for p in padding_masks(net, config, MIN_CANDIDATES)]
-    pool = [_Candidate(task) for task in range(len(records))]
-    tensors = task_tensors(train, spec, device)
-    generator = torch.Generator().manual_seed(config.seed)
-    stream = batches(len(tensors.targets), min(config.batch_size, len(tensors.targets)), generator)
-    decisions: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for step in range(config.steps):
-        index = next(stream).to(device)
-        x, y = tensors.inputs(index), tensors.targets[index]
-        if step % decide_every == 0:
-            chosen, decision = _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks)
-            decisions.append({"step": step, **decision})
-            if decision["action"] == "reuse-budget" and notes is not None:
-                notes.append(f"--max-masks {max_masks} reached at step {step}: training the closest mask "
-                             f"instead of allocating a new one")
-        loss, logits = chosen.trainer.step(x, y)
-        if progress is not None and ((step + 1) % 20 == 0 or step + 1 == config.steps):
-            progress(step + 1, loss.item(), (logits.argmax(1) == y).float().mean().item())
-    seconds = time.perf_counter() - started
-    for decision in decisions:
-        decision["mask"] = _final_index(pool[decision.pop("candidate")], len(records))
-    trained = [c for c in pool if c.trainer is not None]
-    test_tensors = task_tensors(test, spec, device)
-    outcomes = {id(c): (c.trainer.masks(), accuracy(net, c.trainer.masks(), test_tensors,
-                                                    real_outputs(spec, test.classes))) for c in trained}
-    names = _commit_auto(request, trained, outcomes, train, seconds)
-    main = max(trained, key=lambda c: c.trainer.steps)
-    main_masks, main_accuracy = outcomes[id(main)]
-    total = sum(m.numel() for m in main_masks)
-    return {
-        "index": _final_index(main, len(records)),
-        "name": names[id(main)],
-        "test_accuracy": main_accuracy,
-        "train_seconds": round(seconds, 3),
-        "steps": config.steps,
-        "density": round(sum(float(m.sum()) for m in main_masks) / total, 6),
-        "auto": True,
-        "decisions": decisions,
-        "allocated": [_final_index(c, len(records)) for c in trained if c.task is None],
-        "reused": [c.task for c in trained if c.task is not None],
-        "masks": len(pool),
-        "budget_reached": any(d["action"] == "reuse-budget" for d in decisions),
-        "data": request.data.to_plain(),
-    }
-
-
-def _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks) -> tuple[_Candidate, dict]:
-    threshold = 1 + epsilon
-    if not pool:
-        return _allocate(net, pool, config), {"statistic": None, "threshold": threshold, "candidates": 0,
-                                              "action": "allocate", "candidate": 0}
-    packed = [torch.stack([_packed_row(c, site, committed) for c in pool]) for site in range(len(committed))]
-    if len(pool) < MIN_CANDIDATES:
-        packed = [torch.cat([p, pad[: MIN_CANDIDATES - len(pool)]]) for p, pad in zip(packed, padding)]
-    found = uncertainty(net, packed, x, real)
-    decision = {"statistic": round(found.statistic, 6), "threshold": threshold, "candidates": len(found.nu)}
-    if found.statistic >= threshold and found.best() < len(pool):
-        chosen = pool[found.best()]
-        decision["action"] = "reuse"
-    elif max_masks is not None and len(pool) >= max_masks:
-        chosen = pool[found.best(len(pool))]
-        decision["action"] = "reuse-budget"
-    else:
-        chosen = _allocate(net, pool, config)
-        decision["action"] = "allocate"
-    if chosen.trainer is None:  # a committed mask: go on training it from exactly its bits
-        bits = [unpack(committed[s][chosen.task], w.numel()).view(w.shape) for s, w in enumerate(net.base())]
-        chosen.trainer = MaskTrainer(net, config, scores_of_mask(net, bits, config))
-    decision["candidate"] = pool.index(chosen)
-    return chosen, decision
-
-
-def _allocate(net: MaskedNet, pool: list[_Candidate], config: TrainConfig) -> _Candidate:
-    generator = torch.Generator().manual_seed(config.seed + len(pool))
-    order = sum(c.task is None for c in pool)
-    pool.append(_Candidate(None, MaskTrainer(net, config, initial_scores(net, config, None, generator)), order))
-    return pool[-1]
-
-
-def _packed_row(candidate: _Candidate, site: int, committed: list[torch.Tensor]) -> torch.Tensor:
-    if candidate.trainer is None:
-        return committed[site][candidate.task]
-    return masks_.pack(candidate.trainer.masks()[site].reshape(-1).to(committed[site].device))
-
-
-def _final_index(candidate: _Candidate, committed: int) -> int:
-    return candidate.task if candidate.task is not None else committed + candidate.order
-
-
-def _commit_auto(request: LearnRequest, trained: list[_Candidate], outcomes: dict, train, seconds: float
-                 ) -> dict[int, str]:
-    """New masks become tasks; committed masks that were trained again are replaced, all at once."""
-    names: dict[int, str] = {}
-
-    def tasks(current: archive.Archive) -> list[archive.StoredTask]:
-        stored = [current.stored_task(i) for i in range(current.index.tasks)]
-        taken = {t.name for t in current.tasks}
-        for candidate in trained:
-            masks, test_accuracy = outcomes[id(candidate)]
-            density = tuple(float(m.float().mean()) for m in masks)
-            facts = {**asdict(request.config), "auto": True, "steps": candidate.trainer.steps,
-                     "train_seconds": round(seconds, 3)}
-            if candidate.task is None:
-                name = _auto_name(request.name, len(stored), taken)
-                record = TaskRecord(name=name, data=request.data.to_plain(), classes=train.classes,
-                                    mean=train.mean, std=train.std, density=density,
-                                    test_accuracy=test_accuracy, training=facts)
-                stored.append(archive.StoredTask.of(record, [m.numpy() for m in masks]))
-            else:
-                old = current.tasks[candidate.task]
-                record = replace(old, density=density, test_accuracy=test_accuracy,
-                                 training={**old.training, "retrained": old.training.get("retrained", [])
-                                           + [{**facts, "data": request.data.to_plain()}]})
-                stored[candidate.task] = archive.StoredTask.of(record, [m.numpy() for m in masks])
-                name = old.name
-            taken.add(name)
-            names[id(candidate)] = name
-        return stored
-
-    archive.rewrite(request.path, tasks)
-    return names
-
-
-def _auto_name(requested: str | None, index: int, taken: set[str]) -> str:
-    name = requested or f"auto-{index}"
-    suffix = 2
-    while name in taken:
-        name, suffix = f"{requested or 'auto'}-{index}-{suffix}", suffix + 1
-    return name

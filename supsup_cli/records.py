@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ class TaskRecord:
     std: tuple[float, ...]
     density: tuple[float, ...]  # fraction of ones in each mask site
     test_accuracy: float | None = None
+    mask_sha256: str | None = None  # of the packed mask bits of every site, in order: identifies the mask
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     training: dict[str, Any] = field(default_factory=dict)  # free-form: steps, lr, seed, seconds...
 
@@ -75,6 +77,10 @@ def _validated(plain: Any, sites: int) -> TaskRecord:
     accuracy = plain.get("test_accuracy")
     if accuracy is not None and not (_is_number(accuracy) and 0.0 <= accuracy <= 1.0):
         raise fail("test_accuracy must be null or a fraction")
+    mask_digest = plain.get("mask_sha256")
+    if mask_digest is not None and not (isinstance(mask_digest, str) and len(mask_digest) == 64
+                                        and all(c in "0123456789abcdef" for c in mask_digest)):
+        raise fail("mask_sha256 must be null or 64 lowercase hex digits")
     created = plain.get("created")
     if not isinstance(created, str) or len(created) > 64:
         raise fail("created is not a timestamp string")
@@ -86,6 +92,7 @@ def _validated(plain: Any, sites: int) -> TaskRecord:
         std=tuple(std),
         density=tuple(density),
         test_accuracy=None if accuracy is None else float(accuracy),
+        mask_sha256=mask_digest,
         created=created,
         training=plain["training"],
     )
@@ -105,3 +112,11 @@ def _float_list(value: Any, fail, what: str) -> list[float]:
     if not isinstance(value, list) or not all(_is_number(v) for v in value):
         raise fail(f"{what} is not a list of numbers")
     return [float(v) for v in value]
+
+
+def mask_sha256(packed: list) -> str:
+    """SHA-256 of the bit-packed masks (little-endian bit order) of every site, concatenated."""
+    digest = hashlib.sha256()
+    for site in packed:
+        digest.update(bytes(site))
+    return digest.hexdigest()

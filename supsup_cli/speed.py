@@ -28,12 +28,13 @@ class StepTimes:
 def training_step_times(net: MaskedNet, task: TaskTensors, config: TrainConfig, steps: int = 60,
                         rounds: int = 5) -> StepTimes:
     """Alternate blocks of masked and dense steps on the same batches; keep each one's best block."""
+    config = config.resolved(net.spec)
     generator = torch.Generator().manual_seed(config.seed)
     device = task.images.device
     scores = [s.to(device).requires_grad_() for s in initial_scores(net, config, None, generator)]
-    masked_optimizer = torch.optim.RMSprop(scores, lr=config.lr)
+    masked_optimizer = config.make_optimizer(scores)
     dense = DenseNet(net.spec, [w.cpu().numpy() for w in net.base()]).to(device)
-    dense_optimizer = torch.optim.RMSprop(dense.parameters(), lr=config.lr)
+    dense_optimizer = config.make_optimizer(list(dense.parameters()))
     stream = batches(len(task.targets), config.batch_size, generator)
     block = [next(stream).to(device) for _ in range(steps)]
 

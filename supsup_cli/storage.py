@@ -54,7 +54,7 @@ def storage_report(opened: Archive) -> dict[str, Any]:
     mask_bytes = sum(layer["mask_bytes"] for layer in layers)
     bound = sum(layer["entropy_bound_bytes"] for layer in layers)
     masked_weights = tasks * sum(site.numel for site in opened.sites)
-    accounted = mask_bytes + streams["records"] + streams["statistics"] + streams["index"]
+    accounted = mask_bytes + streams["records"] + streams["statistics"] + streams["index"] + streams["hopfield"]
     return {
         "path": str(opened.path),
         "tasks": tasks,
@@ -74,6 +74,7 @@ def storage_report(opened: Archive) -> dict[str, Any]:
             "records": streams["records"],
             "statistics": streams["statistics"],
             "index_and_digests": streams["index"],
+            "hopfield_reservoir": streams["hopfield"],
         },
         "layers": layers,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +22,21 @@ Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accur
 class TrainConfig:
     steps: int = 1000
     batch_size: int = 128
-    lr: float = 1e-4
+    lr: float | None = None  # None: the architecture's default (see `resolved`)
     density: float | None = None  # None: threshold masks (score >= 0); else top-k per site
     seed: int = 0
+    optimizer: str | None = None  # "rmsprop", or "sgd" with the paper's momentum 0.9 and weight decay 1e-4
+
+    def resolved(self, spec: ArchSpec) -> "TrainConfig":
+        """The paper's choices where none was made: RMSprop at 1e-4 (GN experiments), or for neuron
+        masks (HopSupSup) SGD at 0.1."""
+        optimizer, lr = ("sgd", 0.1) if spec.mask_on == "neurons" else ("rmsprop", 1e-4)
+        return replace(self, optimizer=self.optimizer or optimizer, lr=self.lr if self.lr is not None else lr)
+
+    def make_optimizer(self, parameters: Sequence[torch.Tensor]) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(parameters, lr=self.lr, momentum=0.9, weight_decay=1e-4)
+        return torch.optim.RMSprop(parameters, lr=self.lr)
 
 
 @dataclass
@@ -95,9 +107,10 @@ class MaskTrainer:
 
     def __init__(self, net: MaskedNet, config: TrainConfig, scores: Sequence[torch.Tensor]) -> None:
         device = net.base()[0].device
+        config = config.resolved(net.spec)
         self.net, self.config = net, config
         self.scores = [s.to(device).requires_grad_() for s in scores]
-        self.optimizer = torch.optim.RMSprop(self.scores, lr=config.lr)
+        self.optimizer = config.make_optimizer(self.scores)
         self.steps = 0
 
     def step(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,7 @@
 """The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v2.md)."""
 
 from supsup_cli.archive.reader import Archive, StoredTask
-from supsup_cli.archive.writer import append_task, create, rewrite, transaction
+from supsup_cli.archive.writer import StoredReservoir, append_task, create, rewrite, transaction, write_reservoir
 
-__all__ = ["Archive", "StoredTask", "append_task", "create", "rewrite", "transaction"]
+__all__ = ["Archive", "StoredReservoir", "StoredTask", "append_task", "create", "rewrite", "transaction",
+           "write_reservoir"]

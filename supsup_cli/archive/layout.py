@@ -30,6 +30,10 @@ MASK_CODEC = "tasks/mask_codec"
 ARRAYS = "tasks/arrays"
 ARRAY_EXTENT = "tasks/array_extent"
 SHA256 = "tasks/sha256"
+HOPFIELD = "hopfield"
+HOPFIELD_PSI = "hopfield/psi"
+HOPFIELD_MU = "hopfield/mu"
+HOPFIELD_ATTRS = {"tasks": np.dtype("<u8"), "explicit_masks": np.dtype("u1")}
 
 STRING_ATTRS = ("format", "arch", "weights_sha256", "writer")
 INTEGER_ATTRS = {"format_version": np.dtype("<u4"), "seed": np.dtype("<u8")}
@@ -86,10 +90,11 @@ def read_string_attr(obj: h5py.HLObject, name: str) -> str:
         raise ArchiveCorrupt(f"attribute {name!r} is not ASCII") from None
 
 
-def read_integer_attr(obj: h5py.HLObject, name: str) -> int:
+def read_integer_attr(obj: h5py.HLObject, name: str, dtype: np.dtype | None = None) -> int:
+    dtype = INTEGER_ATTRS[name] if dtype is None else dtype
     attr = _open_attr(obj, name)
-    if attr.dtype != INTEGER_ATTRS[name] or attr.shape != ():
-        raise ArchiveCorrupt(f"attribute {name!r} must be a scalar {INTEGER_ATTRS[name]}")
+    if attr.dtype != dtype or attr.shape != ():
+        raise ArchiveCorrupt(f"attribute {name!r} must be a scalar {dtype}")
     return int(obj.attrs[name])
 
 
@@ -103,6 +108,11 @@ def check_members(f: h5py.File) -> None:
     """Only our own groups and datasets, all hard links, all plain contiguous-or-chunked storage."""
     expected = {"tasks": {n.split("/")[1] for n in (RECORDS, RECORD_EXTENT, MASKS, MASK_EXTENT, MASK_CODEC,
                                                    ARRAYS, ARRAY_EXTENT, SHA256)}}
+    if HOPFIELD in f:
+        expected[HOPFIELD] = {"psi", "mu"}
+        unknown = set(f[HOPFIELD].attrs.keys()) - set(HOPFIELD_ATTRS)
+        if unknown:
+            raise ArchiveCorrupt(f"unexpected attributes of {HOPFIELD}: {sorted(unknown)}")
     _check_group(f, "/", set(expected))
     for group, members in expected.items():
         _check_group(f, group, members)
@@ -201,6 +211,31 @@ def read_index(f: h5py.File, spec: ArchSpec, version: int) -> Index:
             chosen = index.mask_codec[:, site_index] == codec
             _check_extents(extents[chosen], streams[MASKS], limit, f"mask {site.name}")
     return index
+
+
+@dataclass(frozen=True)
+class ReservoirInfo:
+    tasks: int  # tasks 0..tasks-1 are stored in the Hopfield networks
+    explicit_masks: bool  # whether new tasks also keep their masks in tasks/masks
+
+
+def read_reservoir_info(f: h5py.File, spec: ArchSpec, index: "Index") -> ReservoirInfo | None:
+    if HOPFIELD not in f:
+        return None
+    if spec.mask_on != "neurons":
+        raise ArchiveCorrupt(f"{spec.name} masks weights, so it cannot have a Hopfield reservoir")
+    widths = [site.numel for site in mask_sites(spec)]
+    check_dataset(f, Dataset(HOPFIELD_PSI, np.dtype("<f4"), (), 0), sum(d * d for d in widths))
+    check_dataset(f, Dataset(HOPFIELD_MU, np.dtype("<f4"), (), 0), sum(widths))
+    group = f[HOPFIELD]
+    info = ReservoirInfo(read_integer_attr(group, "tasks", HOPFIELD_ATTRS["tasks"]),
+                         bool(read_integer_attr(group, "explicit_masks", HOPFIELD_ATTRS["explicit_masks"])))
+    if info.tasks > index.tasks:
+        raise ArchiveCorrupt(f"the Hopfield reservoir holds {info.tasks} tasks, the archive {index.tasks}")
+    dropped = np.flatnonzero((index.mask_codec == maskcodec.NONE).any(axis=1)) if index.tasks else []
+    if len(dropped) and dropped.max() >= info.tasks:
+        raise ArchiveCorrupt(f"task {int(dropped.max())} has no stored mask and is not in the Hopfield reservoir")
+    return info
 
 
 def _check_extents(extents: np.ndarray, stream_length: int, max_length: int, what: str) -> None:

@@ -28,10 +28,13 @@ class StoredTask:
     stats: np.ndarray
 
     @staticmethod
-    def of(record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None) -> "StoredTask":
-        """Encode a task: each site's mask in the smaller codec, statistics as float32."""
+    def of(record: TaskRecord, masks: list[np.ndarray] | None, stats: np.ndarray | None = None,
+           sites: int = 0) -> "StoredTask":
+        """Encode a task: each site's mask in the smaller codec (None: masks kept only in the
+        Hopfield reservoir, `sites` of them), statistics as float32."""
         floats = np.zeros(0, dtype="<f4") if stats is None else np.asarray(stats, dtype="<f4").reshape(-1)
-        return StoredTask(record.to_json(), [maskcodec.encode(bits) for bits in masks], floats)
+        encoded = [(maskcodec.NONE, b"")] * sites if masks is None else [maskcodec.encode(bits) for bits in masks]
+        return StoredTask(record.to_json(), encoded, floats)
 
 
 class Archive:
@@ -72,6 +75,9 @@ class Archive:
         self.writer = layout.read_string_attr(f, "writer")
         self.sites: tuple[MaskSite, ...] = mask_sites(self.spec)
         self.index = layout.read_index(f, self.spec, version)
+        self.reservoir_info = layout.read_reservoir_info(f, self.spec, self.index)
+        if self.reservoir_info is None and self.index.tasks and (self.index.mask_codec == maskcodec.NONE).any():
+            raise ArchiveCorrupt(f"{self.path}: a task has no stored mask and there is no Hopfield reservoir")
         self.tasks: list[TaskRecord] = self._read_records() if load_records else []
         if check_weights:
             self.base_weights()
@@ -147,6 +153,8 @@ class Archive:
         index = self.index
         return {
             "file": self.header.file_length,
+            "hopfield": 0 if self.reservoir_info is None else
+            self._file[layout.HOPFIELD_PSI].nbytes + self._file[layout.HOPFIELD_MU].nbytes,
             "records": int(index.record_extent[:, 1].sum()),
             "statistics": 4 * int(index.array_extent[:, 1].sum()),
             "index": sum(a.nbytes for a in (index.record_extent, index.mask_extent, index.mask_codec,
@@ -165,6 +173,10 @@ class Archive:
                 rows[task] = maskcodec.decode_packed(stream[offset : offset + length].tobytes(), codec, site.numel)
             stacked.append(rows)
         return stacked
+
+    def reservoir(self) -> tuple[np.ndarray, np.ndarray]:
+        """The Hopfield networks and running means of every masked layer, flat float32 (see formats/)."""
+        return self._file[layout.HOPFIELD_PSI][...], self._file[layout.HOPFIELD_MU][...]
 
     def stats(self, task: int) -> np.ndarray:
         return self.stored_task(task).stats

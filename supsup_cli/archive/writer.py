@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
@@ -92,17 +93,41 @@ def transaction(path: Path) -> Iterator[tuple[Archive, h5py.File]]:
         _publish(image.getbuffer(), path, replace=True)
 
 
-def rewrite(path: Path, tasks: Callable[[Archive], list[StoredTask]]) -> None:
-    """Under the lock: replace the archive by one with the same network and `tasks(current)`, compacted."""
+@dataclass(frozen=True)
+class StoredReservoir:
+    psi: np.ndarray  # flat float32, every masked layer's d x d in order
+    mu: np.ndarray  # flat float32
+    tasks: int
+    explicit_masks: bool
+
+
+def rewrite(path: Path, build: Callable[[Archive], tuple[list[StoredTask], StoredReservoir | None]]) -> None:
+    """Under the lock: replace the archive by one with the same network and the tasks (and reservoir)
+    that `build(current)` returns, compacted."""
     path = Path(path)
     with writer_lock(path):
         with Archive(path) as current:
-            stored = tasks(current)
+            stored, reservoir = build(current)
             image = _empty_image(current.spec, current.seed, current.weights_sha256)
         with h5py.File(image, "r+") as f:
             for task in stored:
                 write_task(f, task)
+            if reservoir is not None:
+                write_reservoir(f, reservoir)
         _publish(image.getbuffer(), path, replace=True)
+
+
+def write_reservoir(f: h5py.File, reservoir: StoredReservoir) -> None:
+    """Create or overwrite the Hopfield reservoir of an open, writable archive."""
+    for name, values in ((layout.HOPFIELD_PSI, reservoir.psi), (layout.HOPFIELD_MU, reservoir.mu)):
+        data = np.asarray(values, dtype="<f4").reshape(-1)
+        if name in f:
+            f[name][...] = data
+        else:
+            f.create_dataset(name, data=data)
+    group = f[layout.HOPFIELD]
+    group.attrs.create("tasks", reservoir.tasks, dtype=layout.HOPFIELD_ATTRS["tasks"])
+    group.attrs.create("explicit_masks", int(reservoir.explicit_masks), dtype=layout.HOPFIELD_ATTRS["explicit_masks"])
 
 
 def append_task(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None) -> int:

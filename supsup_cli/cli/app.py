@@ -43,25 +43,16 @@ def _root(
     """Learn thousands of tasks in sequence without forgetting (Supermasks in Superposition)."""
 
 
-def _not_yet(name: str):
-    def command(args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None) -> None:
-        output.note(f"supsup {name}: not yet available in this version")
-
-    command.__doc__ = f"Not yet available.\n\nExample: supsup {name} --help"
-    return command
-
-
 app.command("init")(archive_commands.init)
 app.command("inspect")(archive_commands.inspect)
 app.command("size")(archive_commands.size)
+app.command("hopfield-store")(archive_commands.hopfield_store)
 app.command("learn-task")(learn_commands.learn)
 app.command("infer")(infer_commands.infer)
 app.command("benchmark")(benchmark_commands.benchmark)
 data_app = typer.Typer(help="Datasets and task data.", no_args_is_help=True)
 data_app.command("export")(learn_commands.export)
 app.add_typer(data_app, name="data")
-for _name in ("hopfield-store",):
-    app.command(_name)(_not_yet(_name))
 
 
 def run(argv: list[str]) -> int:

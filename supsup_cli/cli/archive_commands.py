@@ -156,6 +156,7 @@ def size(path: ArchivePath, json_: Json = False) -> None:
         ("  task records", mib(report["breakdown"]["records"])),
         ("  statistics", mib(report["breakdown"]["statistics"])),
         ("  index and digests", mib(report["breakdown"]["index_and_digests"])),
+        ("  Hopfield reservoir", mib(report["breakdown"]["hopfield_reservoir"])),
         ("bytes per task", mib(report["bytes_per_task"])),
         ("mask bits per weight", _fixed(report["bits_per_weight"], 4)),
         ("entropy bound of the masks", mib(report["entropy_bound_bytes"])),
@@ -172,3 +173,24 @@ def size(path: ArchivePath, json_: Json = False) -> None:
 
 def _fixed(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def hopfield_store(
+    path: ArchivePath,
+    drop_masks: Annotated[bool, typer.Option("--drop-masks", help="Keep masks only in the reservoir: the archive "
+                                                                  "stops growing with tasks.")] = False,
+    json_: Json = False,
+) -> None:
+    """Store every task's neuron mask in fixed-size Hopfield networks (Storkey rule), for infer --hopfield.
+
+    Later learn-task runs add to the reservoir (and, after --drop-masks, store no mask besides it).
+
+    Example: supsup hopfield-store model.supsup --drop-masks
+    """
+    from supsup_cli.reservoir import hopfield_store as store
+
+    result = store(path, drop_masks)
+    if json_:
+        output.emit_json(result)
+    else:
+        output.emit_fields(list(result.items()))

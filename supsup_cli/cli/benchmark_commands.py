@@ -21,7 +21,8 @@ def benchmark(
     = "permuted-mnist",
     arch: Annotated[str, typer.Option("--arch")] = "lenet300-100",
     tasks: Annotated[int | None, typer.Option("--tasks", help="Tasks to learn (default: the suite's).")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Batches per task (default 1000).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", help="Batches per task (default 1000; one epoch for fc2048-2048-hop).")] = None,
     eval_images: Annotated[int | None, typer.Option(
         "--eval-images", help="Test images per task, spread over the test split (default: all).")] = None,
     method: Annotated[list[str] | None, typer.Option("--method", help="one-shot and/or binary (repeatable).")]
@@ -33,6 +34,11 @@ def benchmark(
     = "gnu",
     output_size: Annotated[int | None, typer.Option("--output-size", help="Output neurons (default: the arch's).")]
     = None,
+    hopfield: Annotated[bool, typer.Option("--hopfield", help="HopSupSup: store the masks in a Hopfield reservoir "
+                                                             "and evaluate masks recovered from test images.")]
+    = False,
+    hopfield_steps: Annotated[int | None, typer.Option(
+        "--hopfield-steps", min=1, help="Recovery steps over batches of 64 (default 100; the paper: about 30).")] = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="Keep the archive here; evaluate it if it has "
                                                                    "tasks.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write results.json, matrix.csv, accuracy.png.")] = None,
@@ -53,6 +59,7 @@ def benchmark(
 
     Example: supsup benchmark --quick
     Example: supsup benchmark --suite permuted-mnist --arch lenet300-100 --tasks 10 --out results/
+    Example: supsup benchmark --suite split-mnist --arch fc2048-2048-hop --hopfield
     """
     from supsup_cli import benchmark as engine
 
@@ -62,13 +69,14 @@ def benchmark(
             ks = SPEED_KS if tasks is None else tuple(sorted({k for k in SPEED_KS if k < tasks} | {tasks}))
             results = engine.speed_suite(arch, device, ks, images=eval_images or 256, seed=seed, listener=listener)
         else:
-            defaults = QUICK if quick else {"tasks": None, "steps": 1000, "eval_images": None}
+            defaults = QUICK if quick else {"tasks": None, "steps": None, "eval_images": None}
             config = engine.BenchmarkConfig(
                 suite=suite, arch=arch, tasks=tasks if tasks is not None else defaults["tasks"],
                 steps=steps or defaults["steps"], eval_images=eval_images or defaults["eval_images"],
                 methods=tuple(method or ("one-shot", "binary")), objectives=tuple(objective or ("entropy", "g")),
                 same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
-                output_size=output_size, scenario=scenario)
+                output_size=output_size, scenario=scenario, hopfield=hopfield,
+                hopfield_steps=hopfield_steps)
             results = engine.run_benchmark(config, listener)
     if out is not None:
         for path in report.write_files(results, out):

@@ -20,12 +20,18 @@ def infer(
     objective: Annotated[str, typer.Option("--objective", help="entropy (H) or g (superfluous neurons).")] = "entropy",
     same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task for all inputs together.")] = False,
     resize: Annotated[bool, typer.Option("--resize", help="Resize images to the network's input size.")] = False,
+    hopfield: Annotated[bool, typer.Option(
+        "--hopfield", help="Recover one mask for all inputs from the Hopfield reservoir (HopSupSup).")] = False,
+    hopfield_steps: Annotated[int | None, typer.Option(
+        "--hopfield-steps", min=1, help="Recovery steps over batches of 64 inputs (default 100; the paper: about 30).")] = None,
     device: Device = "auto",
     json_: Json = False,
 ) -> int:
     """Find each input's task by superposition of all masks (or use --task), then classify it.
 
     Each input is inferred on its own unless --same-task; all of them in one vectorized pass.
+    With --hopfield (archives with a reservoir), one mask is recovered from all inputs by gradient
+    descent on the Hopfield energy plus the output entropy, and the closest stored task is named.
     Exit code 0 when every input was read; otherwise the code of the first bad input.
 
     Example: supsup infer model.supsup imgs/ --json
@@ -33,16 +39,16 @@ def infer(
     from supsup_cli.predict import InferRequest, infer as run_infer
 
     prediction = run_infer(InferRequest(path=path, inputs=inputs, task=task, method=method, objective=objective,
-                                        same_task=same_task, resize=resize, device=device))
+                                        same_task=same_task, resize=resize, device=device, hopfield=hopfield,
+                                        hopfield_steps=hopfield_steps))
     for message in prediction.notes:
         output.note(f"supsup: note: {message}")
     if json_:
         for result in prediction.results:
             output.emit_json(result)
     elif prediction.results:
-        output.emit_table(["input", "task", "task_name", "class", "confidence"],
-                          [[r[k] for k in ("input", "task", "task_name", "class", "confidence")]
-                           for r in prediction.results])
+        columns = ["input", "task", "task_name", "class", "confidence"] + (["hamming"] if hopfield else [])
+        output.emit_table(columns, [[r[k] for k in columns] for r in prediction.results])
     for _, error in prediction.failures:
         output.error_line(str(error))
     return exit_codes.for_error(prediction.failures[0][1]) if prediction.failures else exit_codes.OK

@@ -28,7 +28,11 @@ def learn(
     name: Annotated[str | None, typer.Option("--name", help="Task name (default: from the data spec).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Training batches.")] = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
-    lr: Annotated[float, typer.Option("--lr", help="RMSprop learning rate of the scores.")] = 1e-4,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", help="Learning rate of the scores (default: 1e-4 for rmsprop, 0.1 for the Hopfield arch).")] = None,
+    optimizer: Annotated[str | None, typer.Option(
+        "--optimizer", help="rmsprop (default), or sgd with momentum 0.9 and weight decay 1e-4 "
+                            "(default for neuron masks).")] = None,
     density: Annotated[float | None, typer.Option(
         "--density", help="Keep this fraction of each layer's weights (top-k); default: scores >= 0.")] = None,
     init: Annotated[str, typer.Option(
@@ -55,12 +59,14 @@ def learn(
     Example: supsup learn-task model.supsup --data mnist --permute 7
     Example: supsup learn-task model.supsup --data mnist --permute 8 --auto --max-masks 100
     """
-    from supsup_cli.learn import LearnRequest, learn_auto, learn_task
+    from supsup_cli.autolearn import learn_auto
+    from supsup_cli.learn import LearnRequest, learn_task
     from supsup_cli.training import TrainConfig
 
     request = LearnRequest(
         path=path, data=task_data(data, permute, rotate, classes), name=name, init=init, device=device,
-        data_dir=data_dir, config=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed),
+        data_dir=data_dir, config=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed,
+                           optimizer=optimizer),
     )
     started = time.perf_counter()
     with output.progress_bar(f"learning {name or request.data.default_name()}", steps) as update:

@@ -29,6 +29,19 @@ def show(results: dict[str, Any]) -> None:
                             f"{results['steps']} steps a task, "
                             f"{results['eval_images'] or 'all'} test images a task; "
                             "accuracy %, paper in brackets")
+    if "hopfield" in summary:
+        hop = summary["hopfield"]
+        output.emit_fields([
+            ("Hopfield: accuracy, recovered masks", _percent(hop["avg_recovered_accuracy"])),
+            ("Hopfield: accuracy, explicit masks", _percent(hop["avg_explicit_accuracy"])),
+            ("Hopfield: masks recovered exactly", f"{hop['exact_recoveries']} of {len(hop['tasks'])}"),
+        ])
+    if "masks_allocated" in summary:
+        output.emit_fields([
+            ("NNs: masks allocated", summary["masks_allocated"]),
+            ("NNs: task -> mask", " ".join(f"{t}->{m}" for t, m in enumerate(summary["task_to_mask"]))),
+            ("NNs: one mask per task", summary["one_mask_per_task"]),
+        ])
     speed = results["speed"]
     output.emit_fields([
         ("training images/s", _number(speed["train_images_per_second"])),
@@ -78,9 +91,12 @@ def _plot(results: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         output.note("supsup: note: matplotlib is not installed, so no accuracy.png (pip install 'supsup[plot]')")
         return None
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    curves = results["summary"].get("hopfield", {}).get("tasks")
+    figure, panels = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 7, 4.5), squeeze=False)
+    axes = panels[0][0]
     for method, means in results["by_checkpoint"].items():
-        axes.plot(results["checkpoints"], [100 * m for m in means], marker="o", label=method)
+        axes.plot(results["checkpoints"], [float("nan") if m is None else 100 * m for m in means], marker="o",
+                  label=method)
     axes.set_xlabel("tasks learned")
     axes.set_ylabel("average accuracy over learned tasks (%)")
     axes.set_title(f"{results['suite']}, {results['arch']}")
@@ -88,6 +104,16 @@ def _plot(results: dict[str, Any], path: Path) -> Path | None:
         axes.set_xscale("log")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
+    if curves:
+        recovery = panels[0][1]
+        for task in curves:
+            recovery.plot(range(1, len(task["curve"]) + 1), [step[task["task"]] for step in task["curve"]],
+                          label=f"task {task['task']}")
+        recovery.set_xlabel("Hopfield recovery step")
+        recovery.set_ylabel("Hamming distance to the task's stored mask")
+        recovery.set_title("recovery (paper, Figure 7)")
+        recovery.grid(alpha=0.3)
+        recovery.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
