@@ -55,11 +55,11 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
     pool = [_Candidate(task) for task in range(len(records))]
     tensors = task_tensors(train, spec, device)
     generator = torch.Generator().manual_seed(config.seed)
-    stream = batches(len(tensors.targets), min(config.batch_size, len(tensors.targets)), generator)
+    stream = batches(len(tensors.targets), min(config.batch_size, len(tensors.targets)), generator, device)
     decisions: list[dict[str, Any]] = []
     started = time.perf_counter()
     for step in range(config.steps):
-        index = next(stream).to(device)
+        index = next(stream)
         x, y = tensors.inputs(index), tensors.targets[index]
         if step % decide_every == 0:
             chosen, decision = _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks)

@@ -24,10 +24,10 @@ def train_dense(net: DenseNet, task: TaskTensors, config: TrainConfig, progress:
     """Train `net` in place on one task; returns the seconds spent."""
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = config.resolved(net.spec).make_optimizer(list(net.parameters()))
-    stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator)
+    stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator, task.images.device)
     started = time.perf_counter()
     for step in range(1, config.steps + 1):
-        index = next(stream).to(task.images.device)
+        index = next(stream)
         logits = net(task.inputs(index))
         loss = F.cross_entropy(logits, task.targets[index])
         optimizer.zero_grad(set_to_none=True)

@@ -94,10 +94,8 @@ def mixed_layer(sup: Superposition, site: int, h: torch.Tensor, alpha: torch.Ten
     weight = sup.net.base()[site]
     out = torch.zeros(h.shape[0], weight.shape[0], device=h.device)
     for start, stop in sup.task_chunks():
-        coefficients = alpha[:, start:stop]
-        if bool((coefficients != 0).any()):
-            per_task = h @ (sup.masks(site, start, stop) * weight).transpose(1, 2)  # [c, B, out]
-            out = out + torch.einsum("bc,cbo->bo", coefficients, per_task)
+        per_task = h @ (sup.masks(site, start, stop) * weight).transpose(1, 2)  # [c, B, out]
+        out = out + torch.einsum("bc,cbo->bo", alpha[:, start:stop], per_task)
     return out
 
 
@@ -161,11 +159,13 @@ def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = Fal
     """Algorithm 2: keep the half of the candidates with the largest -dObjective/dalpha, ceil(log2 k) times."""
     rows = 1 if same_task else x.shape[0]
     candidates = torch.ones(rows, sup.tasks, dtype=torch.bool, device=x.device)
-    while (remaining := int(candidates[0].sum())) > 1:
+    remaining = sup.tasks  # known on the host every round: no device synchronization in the loop
+    while remaining > 1:
         alpha = candidates.float() / remaining
-        shared = bool((alpha == alpha[:1]).all())  # round one, or one task for all: a single network
+        shared = same_task or remaining == sup.tasks  # one network for all inputs
         scores = -alpha_gradients(sup, x, alpha[0] if shared else alpha, kind, same_task)
-        keep = scores.masked_fill(~candidates, -math.inf).topk(math.ceil(remaining / 2), dim=1).indices
+        remaining = math.ceil(remaining / 2)
+        keep = scores.masked_fill(~candidates, -math.inf).topk(remaining, dim=1).indices
         candidates = torch.zeros_like(candidates).scatter_(1, keep, True)
     return candidates.float().argmax(dim=1).expand(x.shape[0])
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, device as device_, maskcodec, masks as masks_
+from supsup_cli import archive, distributed, maskcodec, masks as masks_
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import DuplicateTask, InvalidArgument
@@ -52,9 +52,15 @@ def check_request(request: LearnRequest) -> None:
             raise InvalidArgument(f"--name: {exc}") from None
 
 
-def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[str, Any]:
+def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[str, Any] | None:
+    """Train and commit one task. Under torchrun every rank trains; rank 0 alone evaluates and commits
+    (the other ranks return None)."""
     check_request(request)
-    device = device_.resolve(request.device)
+    with distributed.session(request.device) as device:
+        return _learn_task(request, device, progress if distributed.is_leader() else None)
+
+
+def _learn_task(request: LearnRequest, device: torch.device, progress: Progress | None) -> dict[str, Any] | None:
     with archive.Archive(request.path) as current:
         spec, weights = current.spec, current.base_weights()
         name = request.name or request.data.default_name()
@@ -66,6 +72,8 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[
     check_outputs(spec, train.classes)
     net = MaskedNet(spec, weights).to(device)
     trained = train_masks(net, task_tensors(train, spec, device), request.config, previous_mean, progress)
+    if not distributed.all_succeeded() or not distributed.is_leader():
+        return None
     test_accuracy = accuracy(net, trained.masks, task_tensors(test, spec, device), real_outputs(spec, test.classes))
     density = tuple(float(m.float().mean()) for m in trained.masks)
     masks = [m.numpy() for m in trained.masks]
@@ -73,7 +81,8 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[
         name=name, data=request.data.to_plain(), classes=train.classes, mean=train.mean, std=train.std,
         density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(masks),
         training={**asdict(request.config.resolved(spec)), "init": request.init, "device": str(device),
-                  "train_seconds": round(trained.seconds, 3), "final_loss": round(trained.final_loss, 6)},
+                  "ranks": distributed.world_size(), "train_seconds": round(trained.seconds, 3),
+                  "final_loss": round(trained.final_loss, 6)},
     )
     index = _commit(request.path, record, masks)
     total = sum(m.numel() for m in trained.masks)
@@ -86,6 +95,7 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[
         "density": round(sum(d * m.numel() for d, m in zip(density, trained.masks)) / total, 6),
         "data": request.data.to_plain(),
         "device": str(device),
+        "ranks": distributed.world_size(),
     }
 
 

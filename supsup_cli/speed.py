@@ -35,8 +35,8 @@ def training_step_times(net: MaskedNet, task: TaskTensors, config: TrainConfig, 
     masked_optimizer = config.make_optimizer(scores)
     dense = DenseNet(net.spec, [w.cpu().numpy() for w in net.base()]).to(device)
     dense_optimizer = config.make_optimizer(list(dense.parameters()))
-    stream = batches(len(task.targets), config.batch_size, generator)
-    block = [next(stream).to(device) for _ in range(steps)]
+    stream = batches(len(task.targets), config.batch_size, generator, device)
+    block = [next(stream) for _ in range(steps)]
 
     def masked_step(index: torch.Tensor) -> None:
         logits = masked_logits(net, task.inputs(index), scores, config.density)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from supsup_cli import distributed
 from supsup_cli.data.tasks import TaskExamples
 from supsup_cli.masks import binarize, straight_through, threshold_masked_weight
 from supsup_cli.models import MaskedNet, normalize, real_outputs
@@ -85,11 +86,13 @@ def _score_bound(net: MaskedNet, index: int) -> float:
     return 1.0 / math.sqrt(weight_layers(net.spec)[index].fan_in)
 
 
-def batches(count: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Indices of shuffled epochs, forever; the last partial batch of an epoch is dropped."""
+def batches(count: int, batch_size: int, generator: torch.Generator,
+            device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Indices of shuffled epochs, forever; the last partial batch of an epoch is dropped. Each epoch's
+    order is drawn on the CPU (same seed, same batches, on any device) and moved to `device` once."""
     per_epoch = max(1, count // batch_size)
     while True:
-        order = torch.randperm(count, generator=generator)
+        order = torch.randperm(count, generator=generator).to(device)
         for start in range(0, per_epoch * batch_size, batch_size):
             yield order[start : start + batch_size]
 
@@ -102,19 +105,36 @@ def masked_logits(net: MaskedNet, x: torch.Tensor, scores: Sequence[torch.Tensor
     return net(x, [straight_through(s, density) for s in scores])
 
 
+class _Scored(torch.nn.Module):
+    """Scores as a module's only parameters (the network stays outside it: its weights are not
+    parameters nor buffers to synchronize), so that DistributedDataParallel can average gradients."""
+
+    def __init__(self, logits: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor],
+                 scores: Sequence[torch.Tensor]) -> None:
+        super().__init__()
+        self.logits = logits
+        self.scores = torch.nn.ParameterList(torch.nn.Parameter(s) for s in scores)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x, list(self.scores))
+
+
 class MaskTrainer:
-    """One mask's scores and their optimizer, trained on whatever batches it is given."""
+    """One mask's scores and their optimizer, trained on whatever batches it is given (under torchrun,
+    each rank on its shard, gradients averaged)."""
 
     def __init__(self, net: MaskedNet, config: TrainConfig, scores: Sequence[torch.Tensor]) -> None:
         device = net.base()[0].device
         config = config.resolved(net.spec)
         self.net, self.config = net, config
-        self.scores = [s.to(device).requires_grad_() for s in scores]
+        scored = _Scored(lambda x, s: masked_logits(net, x, s, config.density), [s.to(device) for s in scores])
+        self.scores = list(scored.scores)
+        self.model = distributed.data_parallel(scored, device)
         self.optimizer = config.make_optimizer(self.scores)
         self.steps = 0
 
     def step(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = masked_logits(self.net, x, self.scores, self.config.density)
+        logits = self.model(x)
         loss = F.cross_entropy(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,10 +160,10 @@ def train_masks(net: MaskedNet, task: TaskTensors, config: TrainConfig,
                 previous_mean: Sequence[torch.Tensor] | None = None, progress: Progress | None = None) -> TrainedMask:
     generator = torch.Generator().manual_seed(config.seed)
     trainer = MaskTrainer(net, config, initial_scores(net, config, previous_mean, generator))
-    stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator)
+    stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator, task.images.device)
     started = time.perf_counter()
     for step in range(1, config.steps + 1):
-        index = next(stream).to(task.images.device)
+        index = distributed.shard(next(stream))
         loss, logits = trainer.step(task.inputs(index), task.targets[index])
         if progress is not None and (step % 20 == 0 or step == config.steps):
             accuracy = (logits.argmax(1) == task.targets[index]).float().mean().item()

@@ -1,7 +1,8 @@
 """The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v2.md)."""
 
 from supsup_cli.archive.reader import Archive, StoredTask
-from supsup_cli.archive.writer import StoredReservoir, append_task, create, rewrite, transaction, write_reservoir
+from supsup_cli.archive.writer import (StoredReservoir, append_task, create, merge, rewrite, transaction,
+                                      write_reservoir)
 
-__all__ = ["Archive", "StoredReservoir", "StoredTask", "append_task", "create", "rewrite", "transaction",
+__all__ = ["Archive", "StoredReservoir", "StoredTask", "append_task", "create", "merge", "rewrite", "transaction",
            "write_reservoir"]

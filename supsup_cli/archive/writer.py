@@ -13,9 +13,10 @@ import io
 import os
 import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import filelock
 import h5py
@@ -25,7 +26,7 @@ from supsup_cli import __version__, maskcodec
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
 from supsup_cli.archive.reader import FORMAT_NAME, Archive, StoredTask
-from supsup_cli.errors import ArchiveExists, ArchiveLocked, DiskFull, DuplicateTask
+from supsup_cli.errors import ArchiveExists, ArchiveLocked, DiskFull, DuplicateTask, InvalidArgument
 from supsup_cli.records import TaskRecord
 from supsup_cli.registry import ArchSpec, mask_sites, to_json
 from supsup_cli.weights import base_weights, weights_sha256
@@ -219,3 +220,62 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def merge(out: Path, inputs: list[Path], on_duplicate: str = "refuse", force: bool = False) -> dict[str, Any]:
+    """One archive with every task of `inputs`, in order, renumbered. The inputs must share the
+    architecture, seed and weights; a duplicate task name is refused, renamed (name-2, ...) or skipped."""
+    if on_duplicate not in ("refuse", "rename", "skip"):
+        raise InvalidArgument(f"--on-duplicate must be refuse, rename or skip, got {on_duplicate!r}")
+    out = Path(out)
+    if out.exists() and not force:
+        raise ArchiveExists(f"{out}: file exists (use --force to overwrite it)")
+    with ExitStack() as stack:
+        opened = [stack.enter_context(Archive(path)) for path in inputs]
+        _check_mergeable(opened)
+        first = opened[0]
+        stored, names, report = [], set(), []
+        for source in opened:
+            renamed, skipped = [], []
+            for index, record in enumerate(source.tasks):
+                name = record.name
+                if name in names:
+                    if on_duplicate == "refuse":
+                        raise DuplicateTask(f"{source.path}: task {name!r} is also in an earlier input "
+                                            "(--on-duplicate rename or skip to resolve it)")
+                    if on_duplicate == "skip":
+                        skipped.append(name)
+                        continue
+                    name = next(f"{record.name}-{n}" for n in range(2, len(names) + 3) if f"{record.name}-{n}" not in names)
+                    renamed.append([record.name, name])
+                names.add(name)
+                task = source.stored_task(index)
+                record_bytes = task.record if name == record.name else replace(record, name=name).to_json()
+                stored.append(StoredTask(record_bytes, task.encoded, task.stats))
+            report.append({"path": str(source.path), "tasks": len(source.tasks), "renamed": renamed,
+                           "skipped": skipped})
+        image = _empty_image(first.spec, first.seed, first.weights_sha256)
+    with h5py.File(image, "r+") as f:
+        for task in stored:
+            write_task(f, task)
+    with writer_lock(out):
+        _publish(image.getbuffer(), out, replace=force)
+    return {"out": str(out), "tasks": len(stored), "inputs": report}
+
+
+def _check_mergeable(opened: list[Archive]) -> None:
+    first = opened[0]
+    mine = asdict(first.spec)
+    for other in opened[1:]:
+        theirs = asdict(other.spec)
+        differences = [f"{key} {theirs[key]} vs {mine[key]}" for key in mine if mine[key] != theirs[key]]
+        if first.seed != other.seed:
+            differences.append(f"seed {other.seed} vs {first.seed}")
+        if first.weights_sha256 != other.weights_sha256:
+            differences.append(f"weights hash {other.weights_sha256[:12]}... vs {first.weights_sha256[:12]}...")
+        if differences:
+            raise InvalidArgument(f"{other.path} and {first.path} have different base networks "
+                                  f"({'; '.join(differences)}); only archives of one network can be merged")
+    for source in opened:
+        if source.reservoir_info is not None:
+            raise InvalidArgument(f"{source.path} has a Hopfield reservoir: merge archives before hopfield-store")

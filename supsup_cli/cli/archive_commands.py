@@ -194,3 +194,26 @@ def hopfield_store(
         output.emit_json(result)
     else:
         output.emit_fields(list(result.items()))
+
+
+def merge(
+    out: Annotated[Path, typer.Argument(help="The merged archive to write.", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Archives of one base network (same arch, seed, weights).",
+                                                 show_default=False)],
+    on_duplicate: Annotated[str, typer.Option("--on-duplicate", help="A task name seen before: refuse, rename "
+                                                                     "(name-2) or skip.")] = "refuse",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+    json_: Json = False,
+) -> None:
+    """Combine archives trained in parallel into one, tasks renumbered in input order (atomic write).
+
+    Example: supsup merge all.supsup part-*.supsup
+    """
+    result = archive.merge(out, inputs, on_duplicate, force)
+    if json_:
+        output.emit_json(result)
+    else:
+        output.emit_fields([("out", result["out"]), ("tasks", result["tasks"])])
+        output.emit_table(["input", "tasks", "renamed", "skipped"],
+                          [[i["path"], i["tasks"], ", ".join(f"{a}->{b}" for a, b in i["renamed"]) or "-",
+                            ", ".join(i["skipped"]) or "-"] for i in result["inputs"]])

@@ -79,6 +79,8 @@ def learn(
             learn_task(request, progress)
     for message in notes:
         output.note(f"supsup: note: {message}")
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     if json_:
         output.emit_json(result)
         return

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# On a machine with a CUDA GPU: the CUDA tests, then the speed figures, in well under 10 minutes.
+#   bash examples/gpu-check.sh        (a log in gpu-check.log, or in $OUT when it is set)
+# Uses the machine's own python3 and packages (torch, typer, rich, h5py, filelock, Pillow, scipy).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+RESULTS=${OUT:-.}
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+step() { echo; echo "=== $* ==="; }
+{
+    step machine
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    $PYTHON -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+    step CUDA tests
+    $PYTHON -m pytest -q -m cuda tests/test_distributed.py -p no:cacheprovider
+    step "training and inference on CUDA: 5 LeNet tasks (speed section: images/s, masked/dense ratio)"
+    $PYTHON -m supsup_cli benchmark --quick --device cuda --no-baselines --out "$RESULTS/quick-cuda"
+    step "inference images/s on CUDA at k = 10, 100, 1000 (1024 images, each on its own)"
+    $PYTHON -m supsup_cli benchmark --suite speed --device cuda --eval-images 1024 --out "$RESULTS/speed-cuda"
+    step "the same on this machine's CPU, for the ratio (k = 10, 100; 256 images)"
+    $PYTHON -m supsup_cli benchmark --suite speed --device cpu --tasks 100 --eval-images 256 --out "$RESULTS/speed-cpu"
+    step "FC 1024-1024: one task on CUDA"
+    $PYTHON -m supsup_cli init /tmp/gpu-fc.supsup --arch fc1024-1024 --force > /dev/null
+    $PYTHON -m supsup_cli learn-task /tmp/gpu-fc.supsup --permute 1 --device cuda --json
+} 2>&1 | tee "$RESULTS/gpu-check.log"
