@@ -12,9 +12,9 @@ from supsup_cli import archive, device as device_, masks as masks_
 from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, padding_masks, uncertainty
 from supsup_cli.data.tasks import load_task
 from supsup_cli.errors import DuplicateTask, InvalidArgument
-from supsup_cli.learn import LearnRequest, check_outputs, check_request, mask_digest
+from supsup_cli.learn import LearnRequest, check_inputs, check_outputs, check_request, mask_digest
 from supsup_cli.masks import unpack
-from supsup_cli.models import MaskedNet, real_outputs
+from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.records import TaskRecord
 from supsup_cli.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, initial_scores,
                                  scores_of_mask, task_tensors)
@@ -47,8 +47,9 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
         committed = [torch.from_numpy(p).to(device) for p in current.packed_masks()]
     train = load_task(request.data, "train", request.data_dir)
     test = load_task(request.data, "test", request.data_dir)
+    check_inputs(spec, train)
     check_outputs(spec, train.classes)
-    net = MaskedNet(spec, weights).to(device)
+    net = build(spec, weights).to(device)
     real = sorted({o for r in records for o in real_outputs(spec, r.classes)} | set(real_outputs(spec, train.classes)))
     config = request.config
     padding = [p.to(device) for p in padding_masks(net, config, MIN_CANDIDATES)]

@@ -24,11 +24,12 @@ def train_dense(net: DenseNet, task: TaskTensors, config: TrainConfig, progress:
     """Train `net` in place on one task; returns the seconds spent."""
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = config.resolved(net.spec).make_optimizer(list(net.parameters()))
+    net.train()
     stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator, task.images.device)
     started = time.perf_counter()
     for step in range(1, config.steps + 1):
         index = next(stream)
-        logits = net(task.inputs(index))
+        logits = net(task.inputs(index, generator))
         loss = F.cross_entropy(logits, task.targets[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -42,7 +43,10 @@ def train_dense(net: DenseNet, task: TaskTensors, config: TrainConfig, progress:
 def dense_predictions(net: DenseNet, x: torch.Tensor, outputs: Sequence[int]) -> torch.Tensor:
     """Index into `outputs` of each input's arg-max over the task's real outputs (task given)."""
     positions = torch.tensor(outputs, device=x.device)
-    return torch.cat([net(part)[:, positions].argmax(1) for part in x.split(2000)])
+    net.eval()
+    predictions = torch.cat([net(part)[:, positions].argmax(1) for part in x.split(2000)])
+    net.train()
+    return predictions
 
 
 def fresh_dense(spec: ArchSpec, weights: Sequence[np.ndarray], device: torch.device) -> DenseNet:

@@ -10,20 +10,22 @@ from typing import Any
 
 import torch
 
-from supsup_cli import archive, baselines, device as device_, hopfield, inference, metrics, paper, registry, speed
+from supsup_cli import (archive, baselines, device as device_, hopfield, inference, metrics, paper, prng, registry,
+                        speed)
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
 from supsup_cli.evaluation import EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy
 from supsup_cli.autolearn import learn_auto
 from supsup_cli.learn import LearnRequest, learn_task
-from supsup_cli.models import MaskedNet, real_outputs
+from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.reservoir import hopfield_store, reservoir_of
+from supsup_cli.storage import storage_report
 from supsup_cli.training import TrainConfig, task_tensors
 from supsup_cli.weights import base_weights
 
-SUITES = ("permuted-mnist", "rotated-mnist", "split-mnist")
-DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5}
+SUITES = ("permuted-mnist", "rotated-mnist", "split-mnist", "split-cifar100")
+DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
 
 
@@ -45,11 +47,15 @@ class BenchmarkConfig:
     scenario: str = "gnu"  # or "nns": no task ids even while learning
     hopfield: bool = False  # also store the masks in a Hopfield reservoir and evaluate recovered masks
     hopfield_steps: int | None = None  # None: hopfield.STEPS
+    density: float | None = None  # top-k masks of this density (default: threshold masks)
+    budget: str = "uniform"
 
     @property
     def gnu_methods(self) -> list[str]:
-        """Superposition methods; neuron masks (HopSupSup) infer their task by Hopfield recovery instead."""
-        if registry.resolve(self.arch).mask_on == "neurons":
+        """Superposition methods; neuron masks (HopSupSup) infer their task by Hopfield recovery instead,
+        and residual networks (per-task batch norm) are evaluated with the task given only."""
+        spec = registry.resolve(self.arch)
+        if spec.mask_on == "neurons" or spec.family != "mlp":
             return []
         return [f"{method}/{objective}" for method in self.methods for objective in self.objectives]
 
@@ -76,6 +82,11 @@ def suite_tasks(suite: str, count: int) -> list[TaskData]:
         if count > 5:
             raise InvalidArgument("split-mnist has 5 tasks")
         return [TaskData("mnist", classes=(2 * i, 2 * i + 1)) for i in range(count)]
+    if suite == "split-cifar100":  # 20 five-way tasks of randomly partitioned classes, as the paper
+        if count > 20:
+            raise InvalidArgument("split-cifar100 has 20 tasks")
+        order = prng.permutation(0, 100).tolist()
+        return [TaskData("cifar100", classes=tuple(order[5 * i : 5 * i + 5])) for i in range(count)]
     raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {suite!r}")
 
 
@@ -134,7 +145,7 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         matrices.update(_baselines(run.spec, run.weights, run.datas, run.evals, rows, config, run.steps, device,
                                    listener))
     figures = paper.figures(config.suite, run.spec.name, run.spec.output_size, run.steps, config.scenario)
-    net = MaskedNet(run.spec, run.weights).to(device)
+    net = build(run.spec, run.weights).to(device)
     return {
         "suite": config.suite,
         "scenario": config.scenario,
@@ -172,8 +183,9 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
     with archive.Archive(path) as opened:
         spec, weights, records = opened.spec, opened.base_weights(), opened.tasks[: len(datas)]
         packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
+        stats = [opened.stats(t) for t in range(len(datas))] if spec.norm == "running" else None
     evals = [EvalSet.of(load_task(data, "test"), config.eval_images, spec, device) for data in datas]
-    sup = inference.superposition(MaskedNet(spec, weights).to(device), packed, _real(evals))
+    sup = inference.superposition(build(spec, weights).to(device), packed, _real(evals), stats=stats)
     matrices: dict[str, list] = {}
     inferred: dict[str, list] = {}
     timers: dict[str, Timed] = {}
@@ -189,7 +201,17 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
         for name in ("hopfield", "explicit-masks"):  # evaluated once, after the last task
             matrices[name] = [[None] * len(datas)] * (len(checkpoints(len(datas))) - 1) + matrices[name]
     steps = int(records[0].training.get("steps", config.steps))
+    extra["storage"] = _storage(path)
     return _Run(spec, weights, datas, evals, steps, matrices, inferred, timers, train_seconds, extra)
+
+
+def _storage(path: Path) -> dict[str, Any]:
+    """What the run's archive costs on disk (supsup size), beside the paper's scheme and dense weights."""
+    with archive.Archive(path) as opened:
+        report = storage_report(opened)
+    keys = ("bytes_on_disk", "bytes_per_task", "mask_bytes_per_task", "bits_per_weight", "entropy_bound_bytes",
+            "csc_int16_bytes", "dense_fp32_bytes_per_task")
+    return {key: report[key] for key in keys}
 
 
 def _hopfield_evaluation(path: Path, sup: inference.Superposition, evals: list[EvalSet],
@@ -253,7 +275,8 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
 def _learn(learn, path: Path, data: TaskData, config: BenchmarkConfig, device: torch.device, listener: Listener,
            label: str) -> dict[str, Any]:
     listener.start(label, config.steps)
-    return learn(LearnRequest(path, data, TrainConfig(steps=config.steps, seed=config.seed), device=str(device)),
+    training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget)
+    return learn(LearnRequest(path, data, training, device=str(device)),
                  progress=lambda step, loss, acc: listener.advance(step))
 
 
@@ -280,7 +303,7 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
             listener.start(f"evaluating after {index + 1} tasks", 0)
             with archive.Archive(path) as opened:
                 weights, packed = opened.base_weights(), [torch.from_numpy(p) for p in opened.packed_masks()]
-            sup = inference.superposition(MaskedNet(spec, weights).to(device), packed, _real(evals))
+            sup = inference.superposition(build(spec, weights).to(device), packed, _real(evals))
             _add_row(matrices, inferred, _evaluate_row(sup, evals[: index + 1], len(datas), config, timers, mapping))
     extra = {
         "masks_allocated": int(packed[0].shape[0]),
@@ -397,7 +420,7 @@ def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = (10, 100, 100
     listener = listener or Listener()
     device = device_.resolve(device_name)
     spec = registry.resolve(arch)
-    net = MaskedNet(spec, base_weights(spec, seed)).to(device)
+    net = build(spec, base_weights(spec, seed)).to(device)
     examples = load_task(TaskData("mnist", permute=0), "test")
     x = EvalSet.of(examples, images, spec, device).x
     real = real_outputs(spec, examples.classes)

@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,6 +39,7 @@ class Superposition:
     packed: list[torch.Tensor]  # per site: [k, ceil(n/8)] uint8
     real: torch.Tensor  # bool [output_size]: outputs that are some task's real class
     chunk: int  # tasks unpacked at a time
+    stats: list[np.ndarray] | None = None  # per task: normalization statistics (residual networks)
 
     @property
     def tasks(self) -> int:
@@ -45,7 +47,8 @@ class Superposition:
 
     def first(self, count: int) -> "Superposition":
         """The superposition of tasks 0..count-1 only."""
-        return replace(self, packed=[p[:count] for p in self.packed])
+        return replace(self, packed=[p[:count] for p in self.packed],
+                       stats=None if self.stats is None else self.stats[:count])
 
     def task_chunks(self) -> list[tuple[int, int]]:
         return [(start, min(start + self.chunk, self.tasks)) for start in range(0, self.tasks, self.chunk)]
@@ -57,14 +60,14 @@ class Superposition:
 
 
 def superposition(net: MaskedNet, packed: Sequence[torch.Tensor], real_outputs: Sequence[int],
-                  chunk: int | None = None) -> Superposition:
+                  chunk: int | None = None, stats: list[np.ndarray] | None = None) -> Superposition:
     device = net.base()[0].device
     real = torch.zeros(net.spec.output_size, dtype=torch.bool, device=device)
     real[list(real_outputs)] = True
     if chunk is None:
         largest = max(w.numel() for w in net.base())
         chunk = max(1, DEFAULT_CHUNK_BYTES // (8 * largest))
-    return Superposition(net, [p.to(device) for p in packed], real, chunk)
+    return Superposition(net, [p.to(device) for p in packed], real, chunk, stats)
 
 
 def objective(logits: torch.Tensor, kind: str, real: torch.Tensor) -> torch.Tensor:
@@ -200,6 +203,8 @@ def task_objective(logits: torch.Tensor, kind: str, real: torch.Tensor) -> torch
 def check_superposable(sup: Superposition) -> None:
     if sup.net.spec.mask_on != "weights":
         raise InvalidArgument(f"{sup.net.spec.name} masks neurons: infer its tasks with --hopfield, or give --task")
+    if sup.net.spec.family != "mlp":
+        raise InvalidArgument(f"{sup.net.spec.name} archives are for scenario GG (per-task batch norm): give --task")
 
 
 def check_choices(method: str, kind: str) -> None:
@@ -235,8 +240,11 @@ def _input_batch(sup: Superposition) -> int:
 def task_logits(sup: Superposition, x: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
     """Each input's logits under its own task's mask (inputs grouped by task)."""
     logits = torch.empty(x.shape[0], sup.net.spec.output_size, device=x.device)
+    sup.net.eval()  # residual networks: each task's own running statistics
     for task in torch.unique(tasks).tolist():
         chosen = tasks == task
         masks = [sup.masks(site, task, task + 1)[0] for site in range(len(sup.packed))]
+        if sup.stats is not None:
+            sup.net.load_stats(sup.stats[task])
         logits[chosen] = sup.net(x[chosen], masks)
     return logits

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from supsup_cli import archive, distributed, maskcodec, masks as masks_
-from supsup_cli.data.tasks import load_task
+from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import DuplicateTask, InvalidArgument
-from supsup_cli.models import MaskedNet, real_outputs
+from supsup_cli.models import build, real_outputs
 from supsup_cli.records import TaskRecord, check_name, mask_sha256
 from supsup_cli.registry import ArchSpec
 from supsup_cli.reservoir import reservoir_of, stored_reservoir
@@ -39,8 +39,10 @@ def check_request(request: LearnRequest) -> None:
         raise InvalidArgument(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.lr is not None and not config.lr > 0:
         raise InvalidArgument(f"--lr must be positive, got {config.lr}")
-    if config.optimizer not in (None, "rmsprop", "sgd"):
-        raise InvalidArgument(f"--optimizer must be rmsprop or sgd, got {config.optimizer!r}")
+    if config.optimizer not in (None, "rmsprop", "sgd", "adam"):
+        raise InvalidArgument(f"--optimizer must be rmsprop, adam or sgd, got {config.optimizer!r}")
+    if config.budget not in ("uniform", "er"):
+        raise InvalidArgument(f"--density-budget must be uniform or er, got {config.budget!r}")
     if config.density is not None and not 0 < config.density <= 1:
         raise InvalidArgument(f"--density must be in (0, 1], got {config.density}")
     if request.init not in ("kaiming", "mean"):
@@ -69,8 +71,9 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
         previous_mean = _running_mean(current, device) if request.init == "mean" and current.tasks else None
     train = load_task(request.data, "train", request.data_dir)
     test = load_task(request.data, "test", request.data_dir)
+    check_inputs(spec, train)
     check_outputs(spec, train.classes)
-    net = MaskedNet(spec, weights).to(device)
+    net = build(spec, weights).to(device)
     trained = train_masks(net, task_tensors(train, spec, device), request.config, previous_mean, progress)
     if not distributed.all_succeeded() or not distributed.is_leader():
         return None
@@ -84,7 +87,7 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
                   "ranks": distributed.world_size(), "train_seconds": round(trained.seconds, 3),
                   "final_loss": round(trained.final_loss, 6)},
     )
-    index = _commit(request.path, record, masks)
+    index = _commit(request.path, record, masks, trained.stats)
     total = sum(m.numel() for m in trained.masks)
     return {
         "index": index,
@@ -99,7 +102,7 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
     }
 
 
-def _commit(path: Path, record: TaskRecord, masks: list[np.ndarray]) -> int:
+def _commit(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray) -> int:
     """Append the task; with a Hopfield reservoir, store its mask there too (and only there once masks
     have been dropped)."""
     with archive.transaction(path) as (current, f):
@@ -107,7 +110,7 @@ def _commit(path: Path, record: TaskRecord, masks: list[np.ndarray]) -> int:
             raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
         info = current.reservoir_info
         if info is None:
-            archive.writer.write_task(f, archive.StoredTask.of(record, masks))
+            archive.writer.write_task(f, archive.StoredTask.of(record, masks, stats))
             return current.index.tasks
         if info.tasks != current.index.tasks:
             raise InvalidArgument(f"{path}: tasks {info.tasks}-{current.index.tasks - 1} are not in the Hopfield "
@@ -129,6 +132,12 @@ def _running_mean(current: archive.Archive, device: torch.device) -> list[torch.
         return [(mu + 1) / 2 for mu in reservoir_of(current).mu]
     return [masks_.packed_mean(torch.from_numpy(packed), site.numel).to(device)
             for packed, site in zip(current.packed_masks(), current.sites)]
+
+
+def check_inputs(spec: ArchSpec, examples: TaskExamples) -> None:
+    if examples.image_shape != spec.input_shape:
+        raise InvalidArgument(f"the data's images are {'x'.join(map(str, examples.image_shape))} "
+                              f"(channels x height x width), {spec.name} takes {'x'.join(map(str, spec.input_shape))}")
 
 
 def check_outputs(spec: ArchSpec, classes: tuple[int, ...]) -> None:

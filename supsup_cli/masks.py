@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 
 _SHIFTS = torch.arange(8, dtype=torch.uint8)
@@ -93,3 +96,23 @@ def packed_mean(packed: torch.Tensor, n: int, chunk: int = 64) -> torch.Tensor:
     for start in range(0, packed.shape[0], chunk):
         total += unpack(packed[start : start + chunk], n).sum(dim=0)
     return total / max(1, packed.shape[0])
+
+
+def layer_densities(shapes: Sequence[tuple[int, ...]], density: float, budget: str) -> list[float]:
+    """Per-site top-k densities whose weighted mean is `density`: the same everywhere ("uniform"), or
+    Erdos-Renyi-kernel ("er"): proportional to sum(shape) / prod(shape), so small layers keep more,
+    capped at 1 with the rest spread over the other layers."""
+    if budget == "uniform":
+        return [density] * len(shapes)
+    if budget != "er":
+        raise ValueError(f"unknown density budget {budget!r}")
+    sizes = [math.prod(shape) for shape in shapes]
+    raw = [sum(shape) / size for shape, size in zip(shapes, sizes)]
+    dense: set[int] = set()
+    while True:
+        left = density * sum(sizes) - sum(sizes[i] for i in dense)
+        scale = left / sum(raw[i] * sizes[i] for i in range(len(sizes)) if i not in dense)
+        over = {i for i in range(len(sizes)) if i not in dense and scale * raw[i] > 1}
+        if not over:
+            return [1.0 if i in dense else scale * raw[i] for i in range(len(sizes))]
+        dense |= over

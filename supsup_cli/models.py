@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from supsup_cli.registry import ArchSpec
+from supsup_cli.registry import ArchSpec, norm_channels, resnet_plan, weight_layers
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -37,6 +37,7 @@ class MaskedNet(torch.nn.Module):
     def __init__(self, spec: ArchSpec, weights: Sequence[np.ndarray]) -> None:
         super().__init__()
         self.spec = spec
+        self.layer_count = len(weights)
         for index, weight in enumerate(weights):
             self.register_buffer(f"weight{index}", torch.from_numpy(weight), persistent=False)
 
@@ -46,7 +47,7 @@ class MaskedNet(torch.nn.Module):
         return self.run(x, self.base(), masks)
 
     def base(self) -> list[torch.Tensor]:
-        return [getattr(self, f"weight{i}") for i in range(len(self.spec.widths) + 1)]
+        return [getattr(self, f"weight{i}") for i in range(self.layer_count)]
 
     def run(self, x: torch.Tensor, weights: Sequence[torch.Tensor],
             neuron_masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -61,6 +62,79 @@ class MaskedNet(torch.nn.Module):
                 h = h * neuron_masks[index]
             h = activation(self.spec, h)
         return F.linear(h, output)
+
+    # Per-task normalization statistics: MLPs keep none (their batch norm, if any, uses the batch's).
+    def reset_stats(self) -> None:
+        pass
+
+    def stats_vector(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.float32)
+
+    def load_stats(self, vector: np.ndarray) -> None:
+        pass
+
+
+class MaskedResNet(MaskedNet):
+    """A residual network with fixed weights and non-affine batch norm whose running statistics
+    belong to a task: reset before training one, saved with its mask, loaded to evaluate it."""
+
+    def __init__(self, spec: ArchSpec, weights: Sequence[np.ndarray]) -> None:
+        super().__init__(spec, weights)
+        self.layers = weight_layers(spec)
+        self.plan = resnet_plan(spec)
+        self.norms = {i: n for n, i in enumerate(i for i, layer in enumerate(self.layers) if len(layer.shape) == 4)}
+        for n, channels in enumerate(norm_channels(spec)):
+            self.register_buffer(f"norm{n}_mean", torch.zeros(channels), persistent=False)
+            self.register_buffer(f"norm{n}_var", torch.ones(channels), persistent=False)
+
+    def run(self, x: torch.Tensor, weights: Sequence[torch.Tensor],
+            neuron_masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        def conv_norm(index: int, h: torch.Tensor) -> torch.Tensor:
+            layer = self.layers[index]
+            h = F.conv2d(h, weights[index], stride=layer.stride, padding=layer.padding)
+            norm = self.norms[index]
+            return F.batch_norm(h, getattr(self, f"norm{norm}_mean"), getattr(self, f"norm{norm}_var"),
+                                training=self.training, momentum=0.1, eps=1e-5)
+
+        h = F.relu(conv_norm(self.plan.stem, x))
+        if self.plan.pool:
+            h = F.max_pool2d(h, 3, stride=2, padding=1)
+        for block in self.plan.blocks:
+            out = h
+            for position, index in enumerate(block.convs):
+                out = conv_norm(index, out)
+                if position < len(block.convs) - 1:
+                    out = F.relu(out)
+            shortcut = h if block.shortcut is None else conv_norm(block.shortcut, h)
+            h = F.relu(out + shortcut)
+        h = F.adaptive_avg_pool2d(h, 1).flatten(1)
+        return F.linear(h, weights[self.plan.fc])
+
+    def reset_stats(self) -> None:
+        for n in range(len(self.norms)):
+            getattr(self, f"norm{n}_mean").zero_()
+            getattr(self, f"norm{n}_var").fill_(1.0)
+
+    def stats_vector(self) -> np.ndarray:
+        """Every norm layer's running means, then every one's running variances (formats/, 3.4)."""
+        parts = [getattr(self, f"norm{n}_{kind}") for kind in ("mean", "var") for n in range(len(self.norms))]
+        return torch.cat(parts).detach().cpu().numpy().astype(np.float32)
+
+    def load_stats(self, vector: np.ndarray) -> None:
+        values = torch.as_tensor(np.asarray(vector, dtype=np.float32))
+        sizes = [getattr(self, f"norm{n}_mean").numel() for n in range(len(self.norms))] * 2
+        for part, (n, kind) in zip(values.split(sizes), [(n, k) for k in ("mean", "var") for n in range(len(self.norms))]):
+            getattr(self, f"norm{n}_{kind}").copy_(part)
+
+
+def build(spec: ArchSpec, weights: Sequence[np.ndarray]) -> MaskedNet:
+    """The masked network of an architecture."""
+    return MaskedResNet(spec, weights) if spec.family == "resnet" else MaskedNet(spec, weights)
+
+
+def build(spec: ArchSpec, weights: Sequence[np.ndarray]) -> MaskedNet:
+    """The masked network of an architecture."""
+    return MaskedResNet(spec, weights) if spec.family == "resnet" else MaskedNet(spec, weights)
 
 
 class DenseNet(torch.nn.Module):
@@ -80,3 +154,16 @@ class DenseNet(torch.nn.Module):
                 h = F.batch_norm(h, None, None, training=True)
             h = activation(self.spec, h)
         return F.linear(h, output)
+
+
+class DenseNet(torch.nn.Module):
+    """The same architecture with trainable weights: the baselines, and the yardstick for speed."""
+
+    def __init__(self, spec: ArchSpec, weights: Sequence[np.ndarray]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.net = build(spec, weights)  # its structure and batch-norm statistics; its weights go unused
+        self.layers = torch.nn.ParameterList(torch.nn.Parameter(torch.from_numpy(w.copy())) for w in weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.run(x, list(self.layers))

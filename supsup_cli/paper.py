@@ -49,3 +49,15 @@ def figures(suite: str, arch: str, output_size: int, steps: int, scenario: str) 
     """Figures for this setting (steps None in a key: the paper trained for an epoch, whatever its steps)."""
     return FIGURES.get((suite, arch, output_size, steps, scenario)) or \
         FIGURES.get((suite, arch, output_size, None, scenario), {})
+
+
+# Table 2: SplitCIFAR-100 in scenario GG, 20 tasks, ResNet-18 with fewer channels; accuracy (%) and the
+# bytes of the whole model (all 20 tasks) at six sparsities, sparsest first.
+SPLIT_CIFAR100_GG = {
+    "SupSup (GG)": [(77.56, 408432), (83.62, 508432), (86.45, 695592), (88.09, 1035792), (89.06, 1630032),
+                    (89.57, 2487472)],
+    "SupSup (GG) Transfer": [(79.53, 408432), (85.33, 508432), (88.52, 695592), (90.12, 1035792),
+                             (91.31, 1630032), (91.66, 2487472)],
+    "BatchE (GG)": [(79.75, 4640800)],
+    "Upper Bound": [(91.62, 89675200)],
+}

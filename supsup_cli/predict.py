@@ -14,7 +14,7 @@ from supsup_cli.data.images import InputImage, read_inputs
 from supsup_cli.errors import BadInput, InvalidArgument, SupsupError
 from supsup_cli.learn import mask_digest
 from supsup_cli.masks import unpack
-from supsup_cli.models import MaskedNet, normalize, real_outputs
+from supsup_cli.models import MaskedNet, build, normalize, real_outputs
 from supsup_cli.records import TaskRecord
 from supsup_cli.reservoir import reservoir_of
 
@@ -55,6 +55,7 @@ def infer(request: InferRequest) -> Prediction:
         else:
             packed = [torch.from_numpy(p) for p in opened.packed_masks()] if given is None else \
                 [torch.from_numpy(p)[None] for p in opened.packed_mask(given)]
+            stats = [opened.stats(t) for t in ([given] if given is not None else range(len(opened.tasks)))]
     inputs = read_inputs(request.inputs, spec.input_shape, request.resize)
     prediction = Prediction(failures=[(i.name, i.error) for i in inputs if i.error is not None])
     readable = [i for i in inputs if i.pixels is not None]
@@ -64,13 +65,13 @@ def infer(request: InferRequest) -> Prediction:
         return prediction
     mean, std = _shared_normalization(tasks if given is None else [tasks[given]], prediction.notes)
     x = normalize(torch.from_numpy(np.stack([i.pixels for i in readable])), mean, std).to(device)
-    net = MaskedNet(spec, weights).to(device)
+    net = build(spec, weights).to(device)
     if request.hopfield:
         prediction.results = _hopfield_results(net, reservoir, x, readable, tasks, stored, request.hopfield_steps)
         return prediction
     candidates = list(range(len(tasks))) if given is None else [given]
     real = sorted({o for t in candidates for o in real_outputs(spec, tasks[t].classes)})
-    sup = inference.superposition(net, packed, real)
+    sup = inference.superposition(net, packed, real, stats=stats if spec.norm == "running" else None)
     chosen = torch.zeros(len(readable), dtype=torch.long, device=device)
     if given is None:
         chosen = inference.infer_tasks(sup, x, request.method, request.objective, request.same_task)

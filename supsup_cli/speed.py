@@ -29,6 +29,7 @@ def training_step_times(net: MaskedNet, task: TaskTensors, config: TrainConfig, 
                         rounds: int = 5) -> StepTimes:
     """Alternate blocks of masked and dense steps on the same batches; keep each one's best block."""
     config = config.resolved(net.spec)
+    densities = config.site_densities(net.spec)
     generator = torch.Generator().manual_seed(config.seed)
     device = task.images.device
     scores = [s.to(device).requires_grad_() for s in initial_scores(net, config, None, generator)]
@@ -39,7 +40,7 @@ def training_step_times(net: MaskedNet, task: TaskTensors, config: TrainConfig, 
     block = [next(stream) for _ in range(steps)]
 
     def masked_step(index: torch.Tensor) -> None:
-        logits = masked_logits(net, task.inputs(index), scores, config.density)
+        logits = masked_logits(net, task.inputs(index), scores, densities)
         masked_optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(logits, task.targets[index]).backward()
         masked_optimizer.step()

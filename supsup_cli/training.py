@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from supsup_cli import distributed
+from supsup_cli.augment import crop_and_flip
 from supsup_cli.data.tasks import TaskExamples
-from supsup_cli.masks import binarize, straight_through, threshold_masked_weight
+from supsup_cli.masks import binarize, layer_densities, straight_through, threshold_masked_weight
 from supsup_cli.models import MaskedNet, normalize, real_outputs
 from supsup_cli.registry import ArchSpec, mask_sites, weight_layers
 
@@ -24,20 +26,36 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 128
     lr: float | None = None  # None: the architecture's default (see `resolved`)
-    density: float | None = None  # None: threshold masks (score >= 0); else top-k per site
+    density: float | None = None  # None: threshold masks (score >= 0); else top-k, on average over sites
     seed: int = 0
-    optimizer: str | None = None  # "rmsprop", or "sgd" with the paper's momentum 0.9 and weight decay 1e-4
+    optimizer: str | None = None  # "rmsprop", "adam", or "sgd" with momentum 0.9 and weight decay 1e-4
+    budget: str = "uniform"  # top-k density per site: "uniform", or "er" (Erdos-Renyi-kernel)
+    schedule: str | None = None  # "constant" or "cosine" learning rate
 
     def resolved(self, spec: ArchSpec) -> "TrainConfig":
-        """The paper's choices where none was made: RMSprop at 1e-4 (GN experiments), or for neuron
-        masks (HopSupSup) SGD at 0.1."""
-        optimizer, lr = ("sgd", 0.1) if spec.mask_on == "neurons" else ("rmsprop", 1e-4)
-        return replace(self, optimizer=self.optimizer or optimizer, lr=self.lr if self.lr is not None else lr)
+        """The paper's choices where none was made: RMSprop at 1e-4 (GN experiments); SGD at 0.1 for
+        neuron masks (HopSupSup); Adam at 1e-3 with cosine decay for residual networks (GG)."""
+        if spec.family == "resnet":
+            optimizer, lr, schedule = "adam", 1e-3, "cosine"
+        elif spec.mask_on == "neurons":
+            optimizer, lr, schedule = "sgd", 0.1, "constant"
+        else:
+            optimizer, lr, schedule = "rmsprop", 1e-4, "constant"
+        return replace(self, optimizer=self.optimizer or optimizer, lr=self.lr if self.lr is not None else lr,
+                       schedule=self.schedule or schedule)
 
     def make_optimizer(self, parameters: Sequence[torch.Tensor]) -> torch.optim.Optimizer:
         if self.optimizer == "sgd":
             return torch.optim.SGD(parameters, lr=self.lr, momentum=0.9, weight_decay=1e-4)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(parameters, lr=self.lr)
         return torch.optim.RMSprop(parameters, lr=self.lr)
+
+    def site_densities(self, spec: ArchSpec) -> list[float | None]:
+        sites = mask_sites(spec)
+        if self.density is None:
+            return [None] * len(sites)
+        return layer_densities([site.shape for site in sites], self.density, self.budget)
 
 
 @dataclass
@@ -48,9 +66,14 @@ class TaskTensors:
     targets: torch.Tensor
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    augment: bool = False  # random crops and flips when training (natural images)
 
-    def inputs(self, index: torch.Tensor | slice) -> torch.Tensor:
-        return normalize(self.images[index], self.mean, self.std)
+    def inputs(self, index: torch.Tensor | slice, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalized inputs; augmented when a generator is given and the task's data is augmented."""
+        images = self.images[index]
+        if self.augment and generator is not None:
+            images = crop_and_flip(images, generator)
+        return normalize(images, self.mean, self.std)
 
 
 @dataclass
@@ -58,6 +81,7 @@ class TrainedMask:
     masks: list[torch.Tensor]  # bool, one per site, on the CPU
     seconds: float
     final_loss: float
+    stats: np.ndarray  # the task's normalization statistics (empty for MLPs)
 
 
 def initial_scores(net: MaskedNet, config: TrainConfig, previous_mean: Sequence[torch.Tensor] | None,
@@ -98,11 +122,11 @@ def batches(count: int, batch_size: int, generator: torch.Generator,
 
 
 def masked_logits(net: MaskedNet, x: torch.Tensor, scores: Sequence[torch.Tensor],
-                  density: float | None) -> torch.Tensor:
+                  densities: Sequence[float | None]) -> torch.Tensor:
     """The output with the straight-through masks of `scores` (threshold masks on weights: fused)."""
-    if net.spec.mask_on == "weights" and density is None:
+    if net.spec.mask_on == "weights" and all(d is None for d in densities):
         return net.run(x, [threshold_masked_weight(s, w) for s, w in zip(scores, net.base())])
-    return net(x, [straight_through(s, density) for s in scores])
+    return net(x, [straight_through(s, d) for s, d in zip(scores, densities)])
 
 
 class _Scored(torch.nn.Module):
@@ -127,10 +151,13 @@ class MaskTrainer:
         device = net.base()[0].device
         config = config.resolved(net.spec)
         self.net, self.config = net, config
-        scored = _Scored(lambda x, s: masked_logits(net, x, s, config.density), [s.to(device) for s in scores])
+        self.densities = config.site_densities(net.spec)
+        scored = _Scored(lambda x, s: masked_logits(net, x, s, self.densities), [s.to(device) for s in scores])
         self.scores = list(scored.scores)
         self.model = distributed.data_parallel(scored, device)
         self.optimizer = config.make_optimizer(self.scores)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, max(1, config.steps)) \
+            if config.schedule == "cosine" else None
         self.steps = 0
 
     def step(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,12 +166,14 @@ class MaskTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
         self.steps += 1
         return loss, logits
 
     def masks(self) -> list[torch.Tensor]:
         """The current binary mask per site (bool, on the CPU)."""
-        return [binarize(s.detach(), self.config.density).cpu() for s in self.scores]
+        return [binarize(s.detach(), d).cpu() for s, d in zip(self.scores, self.densities)]
 
 
 def scores_of_mask(net: MaskedNet, masks: Sequence[torch.Tensor], config: TrainConfig) -> list[torch.Tensor]:
@@ -161,14 +190,17 @@ def train_masks(net: MaskedNet, task: TaskTensors, config: TrainConfig,
     generator = torch.Generator().manual_seed(config.seed)
     trainer = MaskTrainer(net, config, initial_scores(net, config, previous_mean, generator))
     stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator, task.images.device)
+    net.reset_stats()
+    net.train()
     started = time.perf_counter()
     for step in range(1, config.steps + 1):
         index = distributed.shard(next(stream))
-        loss, logits = trainer.step(task.inputs(index), task.targets[index])
+        loss, logits = trainer.step(task.inputs(index, generator), task.targets[index])
         if progress is not None and (step % 20 == 0 or step == config.steps):
             accuracy = (logits.argmax(1) == task.targets[index]).float().mean().item()
             progress(step, loss.item(), accuracy)
-    return TrainedMask(masks=trainer.masks(), seconds=time.perf_counter() - started, final_loss=loss.item())
+    seconds = time.perf_counter() - started
+    return TrainedMask(trainer.masks(), seconds, loss.item(), net.stats_vector())
 
 
 @torch.no_grad()
@@ -178,6 +210,7 @@ def accuracy(net: MaskedNet, masks: Sequence[torch.Tensor], task: TaskTensors, o
     device = task.images.device
     float_masks = [m.to(device=device, dtype=torch.float32) for m in masks]
     positions = torch.tensor(outputs, device=device)
+    net.eval()  # residual networks: the task's running statistics, not the batch's
     correct = 0
     for start in range(0, len(task.targets), batch_size):
         index = slice(start, start + batch_size)
@@ -192,4 +225,5 @@ def task_tensors(examples: TaskExamples, spec: ArchSpec, device: torch.device) -
     lookup = torch.full((max(examples.classes) + 1,), -1, dtype=torch.int64)
     lookup[list(examples.classes)] = torch.tensor(outputs)
     targets = lookup[torch.tensor(examples.labels)]
-    return TaskTensors(torch.tensor(examples.images, device=device), targets.to(device), examples.mean, examples.std)
+    return TaskTensors(torch.tensor(examples.images, device=device), targets.to(device), examples.mean, examples.std,
+                       examples.augment)

@@ -8,7 +8,7 @@ import pytest
 from supsup_cli import archive, maskcodec, registry
 from supsup_cli.archive import header, layout
 from supsup_cli.errors import ArchiveCorrupt, DuplicateTask
-from tests.conftest import REPO, append_random_tasks, dummy_record, random_masks
+from tests.conftest import append_random_tasks, dummy_record, random_masks
 
 
 def test_append_and_read_back_bit_exact(lenet_archive):

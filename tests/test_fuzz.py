@@ -3,7 +3,6 @@
 Several thousand generated cases (hypothesis) plus one crafted file per validation rule.
 """
 
-import hashlib
 import io
 import random
 import resource

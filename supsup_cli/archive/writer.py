@@ -22,7 +22,7 @@ import filelock
 import h5py
 import numpy as np
 
-from supsup_cli import __version__, maskcodec
+from supsup_cli import __version__
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
 from supsup_cli.archive.reader import FORMAT_NAME, Archive, StoredTask

@@ -30,6 +30,8 @@ def benchmark(
     objective: Annotated[list[str] | None, typer.Option("--objective", help="entropy and/or g (repeatable).")]
     = None,
     same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task per batch of 128 images.")] = False,
+    density: Annotated[float | None, typer.Option("--density", help="Top-k masks of this density.")] = None,
+    density_budget: Annotated[str, typer.Option("--density-budget", help="uniform or er.")] = "uniform",
     scenario: Annotated[str, typer.Option("--scenario", help="gnu (task ids while learning) or nns (none at all).")]
     = "gnu",
     output_size: Annotated[int | None, typer.Option("--output-size", help="Output neurons (default: the arch's).")]
@@ -76,7 +78,7 @@ def benchmark(
                 methods=tuple(method or ("one-shot", "binary")), objectives=tuple(objective or ("entropy", "g")),
                 same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
-                hopfield_steps=hopfield_steps)
+                hopfield_steps=hopfield_steps, density=density, budget=density_budget)
             results = engine.run_benchmark(config, listener)
     if out is not None:
         for path in report.write_files(results, out):

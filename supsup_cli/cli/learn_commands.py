@@ -31,10 +31,13 @@ def learn(
     lr: Annotated[float | None, typer.Option(
         "--lr", help="Learning rate of the scores (default: 1e-4 for rmsprop, 0.1 for the Hopfield arch).")] = None,
     optimizer: Annotated[str | None, typer.Option(
-        "--optimizer", help="rmsprop (default), or sgd with momentum 0.9 and weight decay 1e-4 "
-                            "(default for neuron masks).")] = None,
+        "--optimizer", help="rmsprop, adam or sgd (momentum 0.9, weight decay 1e-4); default: the paper's "
+                            "for the architecture.")] = None,
     density: Annotated[float | None, typer.Option(
         "--density", help="Keep this fraction of each layer's weights (top-k); default: scores >= 0.")] = None,
+    density_budget: Annotated[str, typer.Option(
+        "--density-budget", help="With --density: uniform, or er (Erdos-Renyi-kernel: smaller layers keep more).")]
+    = "uniform",
     init: Annotated[str, typer.Option(
         "--init", help="kaiming, or mean: start from the running mean of the archive's masks.")] = "kaiming",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of score init and batch order.")] = 0,
@@ -66,7 +69,7 @@ def learn(
     request = LearnRequest(
         path=path, data=task_data(data, permute, rotate, classes), name=name, init=init, device=device,
         data_dir=data_dir, config=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed,
-                           optimizer=optimizer),
+                           optimizer=optimizer, budget=density_budget),
     )
     started = time.perf_counter()
     with output.progress_bar(f"learning {name or request.data.default_name()}", steps) as update:

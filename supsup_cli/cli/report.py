@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from supsup_cli.cli import output
+from supsup_cli.paper import SPLIT_CIFAR100_GG
 
 SHOWN_CHECKPOINTS = 6
 
@@ -42,6 +43,17 @@ def show(results: dict[str, Any]) -> None:
             ("NNs: task -> mask", " ".join(f"{t}->{m}" for t, m in enumerate(summary["task_to_mask"]))),
             ("NNs: one mask per task", summary["one_mask_per_task"]),
         ])
+    if "storage" in summary:
+        storage = summary["storage"]
+        output.emit_fields([
+            ("bytes per task", _number(storage["bytes_per_task"])),
+            ("mask bytes per task", f"{_number(storage['mask_bytes_per_task'])} "
+                                    f"({_number(storage['bits_per_weight'], 3)} bits per weight)"),
+            ("dense fp32 model per task", _number(storage["dense_fp32_bytes_per_task"])),
+        ])
+    if results["suite"] == "split-cifar100":
+        output.emit_table(["paper, Table 2", "accuracy %", "bytes for 20 tasks"],
+                          [[name, f"{value:.2f}", size] for name, rows in SPLIT_CIFAR100_GG.items() for value, size in rows])
     speed = results["speed"]
     output.emit_fields([
         ("training images/s", _number(speed["train_images_per_second"])),

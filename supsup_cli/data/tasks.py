@@ -9,6 +9,7 @@ import numpy as np
 
 from supsup_cli.data import datasets, transforms
 from supsup_cli.data.transforms import TaskData
+from supsup_cli.errors import DataUnavailable
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,12 @@ class TaskExamples:
     classes: tuple[int, ...]  # the task's classes, in output order
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    augment: bool = False  # random crops and flips when training
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        shape = self.images.shape[1:]
+        return (1, *shape) if len(shape) == 2 else tuple(shape)
 
 
 def load_task(data: TaskData, split: str, data_dir: Path | None = None) -> TaskExamples:
@@ -25,4 +32,7 @@ def load_task(data: TaskData, split: str, data_dir: Path | None = None) -> TaskE
     data.check_classes(spec.num_classes)
     images, labels = datasets.load(data.dataset, split, data_dir)
     images, labels = transforms.apply(data, images, labels)
-    return TaskExamples(images, labels, data.task_classes(spec.num_classes), spec.mean, spec.std)
+    if not len(labels):
+        raise DataUnavailable(f"{data.dataset} {split}: no examples of classes {list(data.classes or [])}")
+    mean, std = datasets.normalization(data.dataset, data_dir)
+    return TaskExamples(images, labels, data.task_classes(spec.num_classes), mean, std, spec.augment)

@@ -90,15 +90,16 @@ def apply(task: TaskData, images: np.ndarray, labels: np.ndarray) -> tuple[np.nd
 
 
 def permute(images: np.ndarray, seed: int) -> np.ndarray:
-    flat = images.reshape(images.shape[0], -1)
-    order = prng.permutation(seed, flat.shape[1])
-    return flat[:, order].reshape(images.shape)
+    """The same pixel permutation in every channel of [N, H, W] or [N, C, H, W] images."""
+    pixels = images.shape[-1] * images.shape[-2]
+    flat = images.reshape(-1, pixels)
+    return flat[:, prng.permutation(seed, pixels)].reshape(images.shape)
 
 
 def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
-    """Rotate [N, H, W] uint8 images through one sparse sampling matrix shared by all images."""
-    n, height, width = images.shape
-    out = images.reshape(n, -1).astype(np.float32) @ rotation_matrix(height, width, degrees)
+    """Rotate [N, H, W] or [N, C, H, W] uint8 images through one sparse sampling matrix shared by all."""
+    height, width = images.shape[-2:]
+    out = images.reshape(-1, height * width).astype(np.float32) @ rotation_matrix(height, width, degrees)
     np.rint(out, out=out)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8).reshape(images.shape)
