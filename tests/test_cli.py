@@ -8,7 +8,7 @@ from supsup_cli import __version__
 from supsup_cli.cli.app import app
 from tests.conftest import REPO
 
-COMMANDS = sorted(info.name for info in app.registered_commands)
+COMMANDS = sorted(info.name for info in app.registered_commands) + ["data export"]
 
 
 def test_version(cli):
@@ -18,7 +18,7 @@ def test_version(cli):
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_is_documented_with_an_example(cli, name):
-    result = cli(name, "--help")
+    result = cli(*name.split(), "--help")
     assert result.code == 0
     assert "Example" in result.out and f"supsup {name}" in result.out
 
