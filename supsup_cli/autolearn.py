@@ -11,11 +11,11 @@ import torch
 from supsup_cli import archive, device as device_, masks as masks_
 from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, padding_masks, uncertainty
 from supsup_cli.data.tasks import load_task
-from supsup_cli.errors import DuplicateTask, InvalidArgument
+from supsup_cli.errors import ConcurrentChange, DuplicateTask, InvalidArgument
 from supsup_cli.learn import LearnRequest, check_inputs, check_outputs, check_request, mask_digest
 from supsup_cli.masks import unpack
 from supsup_cli.models import MaskedNet, build, real_outputs
-from supsup_cli.records import TaskRecord
+from supsup_cli.records import TaskRecord, unique_name
 from supsup_cli.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, initial_scores,
                                  scores_of_mask, task_tensors)
 
@@ -26,7 +26,6 @@ class _Candidate:
 
     task: int | None  # the committed task's index; None for a new mask
     trainer: MaskTrainer | None = None
-    order: int = 0  # allocation order of new masks
 
 
 def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = EPSILON,
@@ -39,11 +38,12 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
     device = device_.resolve(request.device)
     with archive.Archive(request.path) as current:
         spec, weights, records = current.spec, current.base_weights(), current.tasks
+        weights_digest = current.weights_sha256
         if request.name is not None and any(task.name == request.name for task in records):
             raise DuplicateTask(f"{request.path}: a task named {request.name!r} already exists")
-        if spec.mask_on != "weights":
-            raise InvalidArgument(f"--auto infers tasks by superposition, which needs masks on weights; "
-                                  f"{spec.name} masks neurons")
+        if spec.mask_on != "weights" or spec.family != "mlp":
+            raise InvalidArgument(f"--auto infers tasks by superposition, which needs an MLP with masks on "
+                                  f"weights; {spec.name} is not one")
         committed = [torch.from_numpy(p).to(device) for p in current.packed_masks()]
     train = load_task(request.data, "train", request.data_dir)
     test = load_task(request.data, "test", request.data_dir)
@@ -61,7 +61,7 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
     started = time.perf_counter()
     for step in range(config.steps):
         index = next(stream)
-        x, y = tensors.inputs(index), tensors.targets[index]
+        x, y = tensors.inputs(index, generator), tensors.targets[index]
         if step % decide_every == 0:
             chosen, decision = _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks)
             decisions.append({"step": step, **decision})
@@ -72,28 +72,30 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
         if progress is not None and ((step + 1) % 20 == 0 or step + 1 == config.steps):
             progress(step + 1, loss.item(), (logits.argmax(1) == y).float().mean().item())
     seconds = time.perf_counter() - started
-    for decision in decisions:
-        decision["mask"] = _final_index(pool[decision.pop("candidate")], len(records))
     trained = [c for c in pool if c.trainer is not None]
     test_tensors = task_tensors(test, spec, device)
-    outcomes = {id(c): (c.trainer.masks(), accuracy(net, c.trainer.masks(), test_tensors,
-                                                    real_outputs(spec, test.classes))) for c in trained}
-    names = _commit_auto(request, trained, outcomes, train, seconds)
+    outcomes = {}
+    for candidate in trained:
+        masks = candidate.trainer.masks()
+        outcomes[id(candidate)] = (masks, accuracy(net, masks, test_tensors, real_outputs(spec, test.classes)))
+    committed_as = _commit_auto(request, trained, outcomes, train, seconds, records, weights_digest)
+    for decision in decisions:
+        decision["mask"] = committed_as[id(pool[decision.pop("candidate")])][1]
     main = max(trained, key=lambda c: c.trainer.steps)
     main_masks, main_accuracy = outcomes[id(main)]
     total = sum(m.numel() for m in main_masks)
     return {
-        "index": _final_index(main, len(records)),
-        "name": names[id(main)],
+        "index": committed_as[id(main)][1],
+        "name": committed_as[id(main)][0],
         "test_accuracy": main_accuracy,
         "train_seconds": round(seconds, 3),
         "steps": config.steps,
         "density": round(sum(float(m.sum()) for m in main_masks) / total, 6),
         "auto": True,
         "decisions": decisions,
-        "allocated": [_final_index(c, len(records)) for c in trained if c.task is None],
+        "allocated": [committed_as[id(c)][1] for c in trained if c.task is None],
         "reused": [c.task for c in trained if c.task is not None],
-        "masks": len(pool),
+        "masks": len(records) + sum(c.task is None for c in trained),
         "budget_reached": any(d["action"] == "reuse-budget" for d in decisions),
         "data": request.data.to_plain(),
     }
@@ -127,8 +129,7 @@ def _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks) 
 
 def _allocate(net: MaskedNet, pool: list[_Candidate], config: TrainConfig) -> _Candidate:
     generator = torch.Generator().manual_seed(config.seed + len(pool))
-    order = sum(c.task is None for c in pool)
-    pool.append(_Candidate(None, MaskTrainer(net, config, initial_scores(net, config, None, generator)), order))
+    pool.append(_Candidate(None, MaskTrainer(net, config, initial_scores(net, config, None, generator))))
     return pool[-1]
 
 
@@ -138,48 +139,43 @@ def _packed_row(candidate: _Candidate, site: int, committed: list[torch.Tensor])
     return masks_.pack(candidate.trainer.masks()[site].reshape(-1).to(committed[site].device))
 
 
-def _final_index(candidate: _Candidate, committed: int) -> int:
-    return candidate.task if candidate.task is not None else committed + candidate.order
-
-
-def _commit_auto(request: LearnRequest, trained: list[_Candidate], outcomes: dict, train, seconds: float
-                 ) -> dict[int, str]:
-    """New masks become tasks; committed masks that were trained again are replaced, all at once."""
-    names: dict[int, str] = {}
+def _commit_auto(request: LearnRequest, trained: list[_Candidate], outcomes: dict, train, seconds: float,
+                 records: list[TaskRecord], weights_digest: str) -> dict[int, tuple[str, int]]:
+    """New masks become tasks; committed masks that were trained again are replaced, all at once.
+    Returns each trained candidate's committed (name, index)."""
+    committed_as: dict[int, tuple[str, int]] = {}
 
     def tasks(current: archive.Archive) -> tuple[list[archive.StoredTask], None]:
+        if current.weights_sha256 != weights_digest:
+            raise ConcurrentChange(f"{request.path} now holds another base network; nothing was committed")
         stored = [current.stored_task(i) for i in range(current.index.tasks)]
         taken = {t.name for t in current.tasks}
         for candidate in trained:
             masks, test_accuracy = outcomes[id(candidate)]
+            kept = [m.numpy() for m in masks]
             density = tuple(float(m.float().mean()) for m in masks)
             facts = {**asdict(request.config.resolved(current.spec)), "auto": True, "steps": candidate.trainer.steps,
                      "train_seconds": round(seconds, 3)}
             if candidate.task is None:
-                name = _auto_name(request.name, len(stored), taken)
+                name = unique_name(request.name or f"auto-{len(stored)}", taken)
                 record = TaskRecord(name=name, data=request.data.to_plain(), classes=train.classes,
                                     mean=train.mean, std=train.std, density=density, test_accuracy=test_accuracy,
-                                    mask_sha256=mask_digest([m.numpy() for m in masks]), training=facts)
-                stored.append(archive.StoredTask.of(record, [m.numpy() for m in masks]))
+                                    mask_sha256=mask_digest(kept), training=facts)
+                stored.append(archive.StoredTask.of(record, kept))
+                index = len(stored) - 1
             else:
-                old = current.tasks[candidate.task]
-                record = replace(old, density=density, test_accuracy=test_accuracy,
-                                 mask_sha256=mask_digest([m.numpy() for m in masks]),
+                index, old = candidate.task, current.tasks[candidate.task]
+                before = records[index]
+                if (old.name, old.mask_sha256) != (before.name, before.mask_sha256):
+                    raise ConcurrentChange(f"{request.path}: task {index} ({before.name!r}) was changed by another "
+                                           "writer while this one trained it; nothing was committed")
+                record = replace(old, density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(kept),
                                  training={**old.training, "retrained": old.training.get("retrained", [])
                                            + [{**facts, "data": request.data.to_plain()}]})
-                stored[candidate.task] = archive.StoredTask.of(record, [m.numpy() for m in masks])
-                name = old.name
-            taken.add(name)
-            names[id(candidate)] = name
+                stored[index] = archive.StoredTask.of(record, kept)
+            taken.add(record.name)
+            committed_as[id(candidate)] = (record.name, index)
         return stored, None
 
     archive.rewrite(request.path, tasks)
-    return names
-
-
-def _auto_name(requested: str | None, index: int, taken: set[str]) -> str:
-    name = requested or f"auto-{index}"
-    suffix = 2
-    while name in taken:
-        name, suffix = f"{requested or 'auto'}-{index}-{suffix}", suffix + 1
-    return name
+    return committed_as

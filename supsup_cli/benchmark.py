@@ -18,7 +18,7 @@ from supsup_cli.errors import InvalidArgument
 from supsup_cli.evaluation import EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy
 from supsup_cli.autolearn import learn_auto
 from supsup_cli.learn import LearnRequest, learn_task
-from supsup_cli.models import MaskedNet, build, real_outputs
+from supsup_cli.models import MaskedNet, batches_of, build, real_outputs
 from supsup_cli.reservoir import hopfield_store, reservoir_of
 from supsup_cli.storage import storage_report
 from supsup_cli.training import TrainConfig, task_tensors
@@ -26,6 +26,7 @@ from supsup_cli.weights import base_weights
 
 SUITES = ("permuted-mnist", "rotated-mnist", "split-mnist", "split-cifar100")
 DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
+SPEED_KS = (10, 100, 1000)
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
 
 
@@ -94,6 +95,23 @@ def checkpoints(count: int) -> list[int]:
     """After every task up to 10, then at 25, 50, 100, 150, 200, 250, 500, ... and at the end."""
     rows = list(range(1, min(count, 10) + 1)) + [c for c in LATER_CHECKPOINTS if c < count]
     return sorted(set(rows) | {count})
+
+
+def speed_ks(tasks: int | None) -> tuple[int, ...]:
+    """The k of --suite speed: 10, 100, 1000, or those below --tasks and --tasks itself."""
+    if tasks is None:
+        return SPEED_KS
+    if tasks < 1:
+        raise InvalidArgument("--tasks must be at least 1")
+    return tuple(sorted({k for k in SPEED_KS if k < tasks} | {tasks}))
+
+
+def gated_accuracy(results: dict[str, Any]) -> tuple[str, float]:
+    """What --fail-under compares: the first inference method's final accuracy; for HopSupSup the
+    recovered masks'; else (residual networks) the accuracy with the task given."""
+    averages = results["summary"]["avg_accuracy"]
+    name = next((m for m in averages if "/" in m), "hopfield" if "hopfield" in averages else "gg")
+    return name, averages[name]
 
 
 def check_config(config: BenchmarkConfig) -> None:
@@ -249,7 +267,7 @@ def _hopfield_evaluation(path: Path, sup: inference.Superposition, evals: list[E
 def _all_classes_accuracy(net: MaskedNet, masks: list[torch.Tensor], e: EvalSet, real: list[int]) -> float:
     """GNu with global labels: arg-max over every task's classes, in the paper's batches of 64."""
     floats = [m.float().to(e.x.device) for m in masks]
-    logits = torch.cat([net(part, floats) for part in e.x.split(hopfield.BATCH)])[:, real]
+    logits = torch.cat([net(part, floats) for part in batches_of(e.x, hopfield.BATCH)])[:, real]
     return fraction(torch.tensor(real, device=e.x.device)[logits.argmax(1)] == e.labels)
 
 

@@ -35,6 +35,10 @@ class ArchiveLocked(SupsupError):
     """Another writer holds the archive's lock for longer than we were willing to wait."""
 
 
+class ConcurrentChange(SupsupError):
+    """Another writer changed the archive in a way that conflicts with this one's work."""
+
+
 class UnknownTask(SupsupError):
     pass
 

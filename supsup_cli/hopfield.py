@@ -6,7 +6,8 @@ z = 2m - 1. Storing a mask applies the Storkey rule,
     Psi <- Psi + (z z^T - z h^T - h z^T - I) / d,   h = Psi z,      mu <- ((k - 1) mu + z) / k,
 
 and the energy E(z) = -1/2 z^T Psi z has the stored z as minima. Recovery starts from mu and
-descends, over one pass of the inputs in batches, on (gamma t/T) E(z) + (1 - t/T) H(p): the
+descends for T steps, over batches of the inputs (cycling through them when they are fewer than T),
+on (gamma t/T) E(z) + (1 - t/T) H(p): the
 entropy first pulls z towards the mask that explains the data, the energy then settles it on a
 stored attractor. The mask in the forward pass is binary, m = [score >= 0], with a
 straight-through gradient, as in the paper's code.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from supsup_cli.masks import straight_through
-from supsup_cli.models import MaskedNet
+from supsup_cli.models import MaskedNet, batches_of
 
 GAMMA = 1.5e-3
 LR = 500.0
@@ -78,7 +79,7 @@ def recover(net: MaskedNet, reservoir: Reservoir, x: torch.Tensor, gamma: float 
     held = Reservoir(psi, reservoir.mu, reservoir.tasks)
     scores = [mu.to(device).clone().requires_grad_() for mu in reservoir.mu]
     optimizer = torch.optim.SGD(scores, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    parts = x.split(batch)
+    parts = batches_of(x, batch)
     total = max(steps, len(parts))
     distances = []
     for step in range(1, total + 1):

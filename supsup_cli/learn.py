@@ -64,7 +64,7 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[
 
 def _learn_task(request: LearnRequest, device: torch.device, progress: Progress | None) -> dict[str, Any] | None:
     with archive.Archive(request.path) as current:
-        spec, weights = current.spec, current.base_weights()
+        spec, weights, weights_digest = current.spec, current.base_weights(), current.weights_sha256
         name = request.name or request.data.default_name()
         if any(task.name == name for task in current.tasks):
             raise DuplicateTask(f"{request.path}: a task named {name!r} already exists (choose another --name)")
@@ -87,40 +87,35 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
                   "ranks": distributed.world_size(), "train_seconds": round(trained.seconds, 3),
                   "final_loss": round(trained.final_loss, 6)},
     )
-    index = _commit(request.path, record, masks, trained.stats)
-    total = sum(m.numel() for m in trained.masks)
+    index = _commit(request.path, record, masks, trained.stats, weights_digest)
     return {
         "index": index,
         "name": name,
         "test_accuracy": test_accuracy,
         "train_seconds": round(trained.seconds, 3),
         "steps": request.config.steps,
-        "density": round(sum(d * m.numel() for d, m in zip(density, trained.masks)) / total, 6),
+        "density": round(record.overall_density([m.numel() for m in trained.masks]), 6),
         "data": request.data.to_plain(),
         "device": str(device),
         "ranks": distributed.world_size(),
     }
 
 
-def _commit(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray) -> int:
+def _commit(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray, weights_digest: str) -> int:
     """Append the task; with a Hopfield reservoir, store its mask there too (and only there once masks
     have been dropped)."""
-    with archive.transaction(path) as (current, f):
-        if any(task.name == record.name for task in current.tasks):
-            raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
+
+    def store_in_reservoir(current: archive.Archive) -> archive.StoredReservoir:
         info = current.reservoir_info
-        if info is None:
-            archive.writer.write_task(f, archive.StoredTask.of(record, masks, stats))
-            return current.index.tasks
         if info.tasks != current.index.tasks:
             raise InvalidArgument(f"{path}: tasks {info.tasks}-{current.index.tasks - 1} are not in the Hopfield "
                                   "reservoir yet; run 'supsup hopfield-store' first")
         reservoir = reservoir_of(current)
         reservoir.store([torch.from_numpy(m) for m in masks])
-        archive.write_reservoir(f, stored_reservoir(reservoir, info.explicit_masks))
-        kept = masks if info.explicit_masks else None
-        archive.writer.write_task(f, archive.StoredTask.of(record, kept, sites=len(masks)))
-        return current.index.tasks
+        return stored_reservoir(reservoir, info.explicit_masks)
+
+    return archive.append_task(path, record, masks, stats, update_reservoir=store_in_reservoir,
+                               expected_weights=weights_digest)
 
 
 def mask_digest(masks: list[np.ndarray]) -> str:

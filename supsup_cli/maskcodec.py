@@ -110,8 +110,10 @@ def rice_decode(data: bytes, n: int) -> np.ndarray:
     remainders = (remainder_bits << np.arange(k - 1, -1, -1)).sum(axis=1) if k else np.zeros(count, np.int64)
     unary = np.unpackbits(body[remainder_bytes:])
     stops = np.flatnonzero(unary == 0)[:count]
+    if stops.size < count:
+        raise ArchiveCorrupt("rice-coded mask has a damaged unary section")
     used = int(stops[-1]) + 1 if count else 0
-    if stops.size < count or unary.size - used >= 8 or unary[used:].any():
+    if unary.size - used >= 8 or unary[used:].any():
         raise ArchiveCorrupt("rice-coded mask has a damaged unary section")
     quotients = np.diff(stops, prepend=-1) - 1
     positions = np.cumsum((quotients << k) + remainders + 1) - 1

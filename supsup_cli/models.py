@@ -22,6 +22,15 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return x.sub_(mean_t).div_(std_t)
 
 
+def batches_of(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """x in batches of `size`, the last one merged into the one before if it would hold a single
+    input (batch norm on batch statistics needs two)."""
+    parts = list(x.split(size))
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2:] = [torch.cat(parts[-2:])]
+    return parts
+
+
 def real_outputs(spec: ArchSpec, classes: Sequence[int]) -> list[int]:
     """The output neuron of each of the task's classes (the rest are superfluous neurons)."""
     return list(classes) if spec.labels == "global" else list(range(len(classes)))
@@ -130,30 +139,6 @@ class MaskedResNet(MaskedNet):
 def build(spec: ArchSpec, weights: Sequence[np.ndarray]) -> MaskedNet:
     """The masked network of an architecture."""
     return MaskedResNet(spec, weights) if spec.family == "resnet" else MaskedNet(spec, weights)
-
-
-def build(spec: ArchSpec, weights: Sequence[np.ndarray]) -> MaskedNet:
-    """The masked network of an architecture."""
-    return MaskedResNet(spec, weights) if spec.family == "resnet" else MaskedNet(spec, weights)
-
-
-class DenseNet(torch.nn.Module):
-    """The same architecture with trainable weights: the baselines, and the yardstick for speed."""
-
-    def __init__(self, spec: ArchSpec, weights: Sequence[np.ndarray]) -> None:
-        super().__init__()
-        self.spec = spec
-        self.layers = torch.nn.ParameterList(torch.nn.Parameter(torch.from_numpy(w.copy())) for w in weights)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(x.shape[0], -1)
-        *hidden, output = self.layers
-        for weight in hidden:
-            h = F.linear(h, weight)
-            if self.spec.norm == "batch":
-                h = F.batch_norm(h, None, None, training=True)
-            h = activation(self.spec, h)
-        return F.linear(h, output)
 
 
 class DenseNet(torch.nn.Module):

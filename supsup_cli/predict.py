@@ -14,7 +14,7 @@ from supsup_cli.data.images import InputImage, read_inputs
 from supsup_cli.errors import BadInput, InvalidArgument, SupsupError
 from supsup_cli.learn import mask_digest
 from supsup_cli.masks import unpack
-from supsup_cli.models import MaskedNet, build, normalize, real_outputs
+from supsup_cli.models import MaskedNet, batches_of, build, normalize, real_outputs
 from supsup_cli.records import TaskRecord
 from supsup_cli.reservoir import reservoir_of
 
@@ -50,7 +50,7 @@ def infer(request: InferRequest) -> Prediction:
         spec, tasks, weights = opened.spec, opened.tasks, opened.base_weights()
         if request.hopfield:
             reservoir = reservoir_of(opened)
-            explicit = bool((opened.index.mask_codec != maskcodec.NONE).all())
+            explicit = opened.reservoir_info.explicit_masks
             stored = [_unpacked(opened, t) for t in range(len(tasks))] if explicit else None
         else:
             packed = [torch.from_numpy(p) for p in opened.packed_masks()] if given is None else \
@@ -63,6 +63,8 @@ def infer(request: InferRequest) -> Prediction:
         raise BadInput("no input images found (PNG, JPEG or .npy)")
     if not readable:
         return prediction
+    if spec.norm == "batch" and len(readable) < 2:
+        raise BadInput(f"{spec.name} normalizes each batch with its own statistics: give at least 2 images")
     mean, std = _shared_normalization(tasks if given is None else [tasks[given]], prediction.notes)
     x = normalize(torch.from_numpy(np.stack([i.pixels for i in readable])), mean, std).to(device)
     net = build(spec, weights).to(device)
@@ -112,7 +114,7 @@ def _hopfield_results(net: MaskedNet, reservoir: hopfield.Reservoir, x: torch.Te
         distance = 0 if task is not None else None
     masks = [m.float().to(x.device) for m in recovered]
     with torch.no_grad():
-        logits = torch.cat([net(part, masks) for part in x.split(hopfield.BATCH)]).cpu()
+        logits = torch.cat([net(part, masks) for part in batches_of(x, hopfield.BATCH)]).cpu()
     real = sorted({o for t in tasks for o in real_outputs(net.spec, t.classes)})
     probabilities = logits[:, real].softmax(dim=1)
     results = []

@@ -32,6 +32,10 @@ class TaskRecord:
         plain = asdict(self)
         return json.dumps(plain, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
+    def overall_density(self, site_sizes: list[int]) -> float:
+        """Fraction of ones over all mask sites together."""
+        return sum(d * n for d, n in zip(self.density, site_sizes)) / sum(site_sizes)
+
     @staticmethod
     def from_json(raw: bytes, sites: int) -> "TaskRecord":
         try:
@@ -44,9 +48,22 @@ class TaskRecord:
 def check_name(name: str) -> str:
     if not name or len(name) > MAX_NAME_CHARS or not name.isprintable() or name.strip() != name:
         raise ValueError(f"task names must be 1-{MAX_NAME_CHARS} printable characters without surrounding spaces")
-    if name.isdigit():
+    if name.isdecimal():
         raise ValueError("task names must not be all digits (they would read as task indices)")
     return name
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base-2`, `base-3`, ... (shortened to stay a valid name) if it is taken."""
+    if base not in taken:
+        return base
+    suffix = 2
+    while True:
+        tail = f"-{suffix}"
+        candidate = base[: MAX_NAME_CHARS - len(tail)].rstrip() + tail
+        if candidate not in taken:
+            return candidate
+        suffix += 1
 
 
 def _validated(plain: Any, sites: int) -> TaskRecord:

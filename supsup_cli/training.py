@@ -15,7 +15,7 @@ from supsup_cli import distributed
 from supsup_cli.augment import crop_and_flip
 from supsup_cli.data.tasks import TaskExamples
 from supsup_cli.masks import binarize, layer_densities, straight_through, threshold_masked_weight
-from supsup_cli.models import MaskedNet, normalize, real_outputs
+from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
 from supsup_cli.registry import ArchSpec, mask_sites, weight_layers
 
 Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accuracy)
@@ -212,8 +212,7 @@ def accuracy(net: MaskedNet, masks: Sequence[torch.Tensor], task: TaskTensors, o
     positions = torch.tensor(outputs, device=device)
     net.eval()  # residual networks: the task's running statistics, not the batch's
     correct = 0
-    for start in range(0, len(task.targets), batch_size):
-        index = slice(start, start + batch_size)
+    for index in batches_of(torch.arange(len(task.targets), device=device), batch_size):
         logits = net(task.inputs(index), float_masks)[:, positions]
         correct += (positions[logits.argmax(1)] == task.targets[index]).sum().item()
     return correct / max(1, len(task.targets))

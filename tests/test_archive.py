@@ -102,7 +102,8 @@ def test_bit_flip_is_detected_before_hdf5_reads_it(cli, lenet_archive):
 
 
 def test_newer_format_version_names_both_versions(cli, lenet_archive):
-    parsed = header.read_header(lenet_archive)
+    with open(lenet_archive, "rb") as handle:
+        parsed = header.read_header(handle, lenet_archive)
     newer = header.Header(header.FORMAT_VERSION + 1, parsed.file_length, parsed.content_sha256)
     with open(lenet_archive, "r+b") as handle:
         handle.write(newer.to_bytes())
@@ -162,3 +163,36 @@ def test_second_writer_waits_then_fails_with_a_clear_message(lenet_archive, tmp_
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_writes_keep_permissions_and_spare_other_archives_temp_files(lenet_archive):
+    lenet_archive.chmod(0o600)
+    neighbour = lenet_archive.with_name(f".{lenet_archive.name}.old.123.tmp")  # another archive's leftover
+    neighbour.write_bytes(b"not ours")
+    append_random_tasks(lenet_archive, 1)
+    assert (lenet_archive.stat().st_mode & 0o777) == 0o600
+    assert neighbour.exists()
+
+
+def test_odd_task_references_and_settings_are_clean_errors(cli, lenet_archive, monkeypatch):
+    append_random_tasks(lenet_archive, 1)
+    with archive.Archive(lenet_archive) as opened:
+        with pytest.raises(Exception, match="no task named"):
+            opened.task_index("²")
+    monkeypatch.setenv("SUPSUP_LOCK_TIMEOUT", "soon")
+    result = cli("init", lenet_archive, "--arch", "lenet300-100", "--force")
+    assert result.code == 2 and "SUPSUP_LOCK_TIMEOUT" in result.err
+
+
+def test_records_must_fit_the_network(lenet_archive):
+    spec = registry.resolve("lenet300-100")
+    masks = random_masks(spec, 0)
+    record = dummy_record("wide", spec, masks)
+    from dataclasses import replace
+
+    with pytest.raises(ArchiveCorrupt, match="needs 101 outputs"):  # refused before anything is written
+        archive.append_task(lenet_archive, replace(record, classes=tuple(range(101))), masks)
+    with pytest.raises(ArchiveCorrupt, match="normalizes 3 channels"):
+        archive.append_task(lenet_archive, replace(record, mean=(0.5,) * 3, std=(0.2,) * 3), masks)
+    with archive.Archive(lenet_archive) as opened:
+        assert opened.tasks == []

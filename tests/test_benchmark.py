@@ -93,3 +93,7 @@ def test_quickstart_example_runs(tmp_path):
                           env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "mnist-permute-3" in done.stdout and (tmp_path / "images" / "task2" / "labels.csv").exists()
+
+
+def test_speed_suite_needs_a_task_count(cli):
+    assert cli("benchmark", "--suite", "speed", "--tasks", "0").code == 2

@@ -174,3 +174,11 @@ def test_users_image_folders(cli, conv_archive, tmp_path):
     assert record.classes == (0, 1) and record.mean[0] != record.mean[1]  # measured, per channel
     wrong = cli("learn-task", conv_archive, "--data", "mnist", "--steps", "2")
     assert wrong.code == 2 and "1x28x28" in wrong.err and "3x32x32" in wrong.err
+
+
+def test_no_task_free_learning_on_residual_networks(cli, conv_archive, cifar_dir):
+    result = cli("learn-task", conv_archive, "--auto", "--data", "cifar100", "--classes", "0,1", "--steps", "2",
+                 "--data-dir", cifar_dir)
+    assert result.code == 2 and "needs an MLP" in result.err
+    with archive.Archive(conv_archive) as opened:
+        assert opened.tasks == []

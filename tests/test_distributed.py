@@ -95,3 +95,15 @@ def test_cuda_training_and_inference_agree_with_the_cpu(cli, tmp_path):
     assert agree >= 198 and sum(r["task"] == 1 for r in on_gpu) >= 195
 
 
+
+
+def test_renamed_duplicates_stay_valid_names(cli, tmp_path):
+    path = tmp_path / "long.supsup"
+    assert cli("init", path, "--arch", "lenet300-100").code == 0
+    long_name = "x" * 200
+    assert cli("learn-task", path, "--steps", "2", "--name", long_name).code == 0
+    result = cli("merge", tmp_path / "out.supsup", path, path, "--on-duplicate", "rename", "--json")
+    assert result.code == 0, result.err
+    renamed = result.json()["inputs"][1]["renamed"][0][1]
+    assert len(renamed) == 200 and renamed.endswith("-2")
+    assert cli("inspect", tmp_path / "out.supsup").code == 0

@@ -96,3 +96,20 @@ def test_benchmark_reports_recovery(cli):
     hop = result.json()["summary"]["hopfield"]
     assert hop["exact_recoveries"] == 2 and hop["avg_recovered_accuracy"] > 0.95
     assert len(hop["tasks"][0]["curve"]) == hop["steps"] == 100
+
+
+@pytest.mark.slow
+def test_batch_statistics_need_two_inputs(cli, split_hop, tmp_path):
+    source, root = split_hop
+    path = tmp_path / "hop.supsup"
+    path.write_bytes(source.read_bytes())
+    assert cli("hopfield-store", path).code == 0
+    one = cli("infer", path, root / "t1" / "00000.png", "--task", "1")
+    assert one.code == 9 and "at least 2 images" in one.err
+    import shutil
+
+    folder = tmp_path / "sixty-five"
+    folder.mkdir()
+    for name in sorted((root / "t1").glob("*.png"))[:65]:  # batches of 64 would leave one alone
+        shutil.copy(name, folder / name.name)
+    assert cli("infer", path, folder, "--hopfield").code == 0

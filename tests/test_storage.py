@@ -76,7 +76,7 @@ def test_trained_masks_sizes_against_the_bounds(cli, lenet_archive):
 def test_reading_one_task_of_a_thousand_decodes_only_that_task(lenet_archive, monkeypatch):
     spec = registry.resolve("lenet300-100")
     masks = random_masks(spec, 0, density=0.1)
-    with archive.transaction(lenet_archive) as (_, f):
+    with archive.writer.transaction(lenet_archive) as (_, f):
         for task in range(1000):
             archive.writer.write_task(f, archive.StoredTask.of(dummy_record(f"t{task}", spec, masks), masks))
     decoded = []
@@ -128,3 +128,9 @@ def test_a_version_1_archive_cannot_contain_rice_masks(tmp_path):
     copy.write_bytes(bytes(raw))
     with pytest.raises(ArchiveCorrupt, match="does not exist in format version 1"):
         archive.Archive(copy)
+
+
+def test_rice_data_with_too_few_stops_is_refused_not_crashed():
+    for body in (b"", b"\xff"):
+        with pytest.raises(ArchiveCorrupt, match="unary"):
+            maskcodec.rice_decode(maskcodec.RICE_HEADER.pack(1, 0, 1) + body, 100)

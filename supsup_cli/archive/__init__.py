@@ -1,8 +1,6 @@
 """The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v2.md)."""
 
 from supsup_cli.archive.reader import Archive, StoredTask
-from supsup_cli.archive.writer import (StoredReservoir, append_task, create, merge, rewrite, transaction,
-                                      write_reservoir)
+from supsup_cli.archive.writer import StoredReservoir, append_task, create, merge, rewrite
 
-__all__ = ["Archive", "StoredReservoir", "StoredTask", "append_task", "create", "merge", "rewrite", "transaction",
-           "write_reservoir"]
+__all__ = ["Archive", "StoredReservoir", "StoredTask", "append_task", "create", "merge", "rewrite"]

@@ -12,6 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from supsup_cli.errors import ArchiveCorrupt, ArchiveNotFound, NotAnArchive, VersionTooNew
 
@@ -36,32 +37,36 @@ class Header:
         return body + bytes(SIZE - len(body))
 
 
-def content_digest(path: Path, length: int) -> bytes:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        handle.seek(SIZE)
-        remaining = length - SIZE
-        while remaining > 0:
-            block = handle.read(min(_READ_CHUNK, remaining))
-            if not block:
-                break
-            digest.update(block)
-            remaining -= len(block)
-    return digest.digest()
-
-
-def read_header(path: Path) -> Header:
-    """Parse and check the header's own fields; the content digest is checked by `verify_content`."""
+def open_archive_file(path: Path) -> BinaryIO:
+    """The archive's file, opened once: its header, digest and HDF5 content are all read from it."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(SIZE)
-            size = os.fstat(handle.fileno()).st_size
+        return open(path, "rb")
     except FileNotFoundError:
         raise ArchiveNotFound(f"{path}: no such file") from None
     except IsADirectoryError:
         raise NotAnArchive(f"{path}: is a directory, not a supsup archive") from None
     except PermissionError:
         raise ArchiveNotFound(f"{path}: permission denied") from None
+
+
+def content_digest(handle: BinaryIO, length: int) -> bytes:
+    digest = hashlib.sha256()
+    handle.seek(SIZE)
+    remaining = length - SIZE
+    while remaining > 0:
+        block = handle.read(min(_READ_CHUNK, remaining))
+        if not block:
+            break
+        digest.update(block)
+        remaining -= len(block)
+    return digest.digest()
+
+
+def read_header(handle: BinaryIO, path: Path) -> Header:
+    """Parse and check the header's own fields; the content digest is checked by `verify_content`."""
+    handle.seek(0)
+    raw = handle.read(SIZE)
+    size = handle.seek(0, os.SEEK_END)
     if not raw.startswith(MAGIC):
         if raw.startswith(HDF5_SIGNATURE):
             raise NotAnArchive(f"{path}: an HDF5 file, but not a supsup archive (no supsup header)")
@@ -87,8 +92,12 @@ def read_header(path: Path) -> Header:
     return Header(version, length, sha)
 
 
-def verify_content(path: Path, header: Header) -> None:
-    if content_digest(path, header.file_length) != header.content_sha256:
+def content_matches(handle: BinaryIO, header: Header) -> bool:
+    return content_digest(handle, header.file_length) == header.content_sha256
+
+
+def verify_content(handle: BinaryIO, header: Header, path: Path) -> None:
+    if not content_matches(handle, header):
         raise ArchiveCorrupt(
             f"{path}: damaged archive (content checksum mismatch); "
             "'supsup inspect --verify' shows which tasks are affected"

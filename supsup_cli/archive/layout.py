@@ -1,4 +1,4 @@
-"""The HDF5 layout of format version 1: names, dtypes, shapes, and the checks a reader makes.
+"""The HDF5 layout of the archive (formats/supsup-v2.md): names, dtypes, shapes, and a reader's checks.
 
 Every variable-length thing lives in one of a few byte or float streams, addressed by extent
 tables (offset, length) that are validated against the stream sizes before anything is read.
@@ -176,7 +176,7 @@ class Index:
     sha256: np.ndarray  # [k, 32]
 
 
-CODECS_SINCE = {maskcodec.NONE: 1, maskcodec.BITPACK: 1, maskcodec.RICE: 2}
+CODECS_SINCE = {maskcodec.NONE: 2, maskcodec.BITPACK: 1, maskcodec.RICE: 2}
 
 
 def read_index(f: h5py.File, spec: ArchSpec, version: int) -> Index:
@@ -219,9 +219,11 @@ class ReservoirInfo:
     explicit_masks: bool  # whether new tasks also keep their masks in tasks/masks
 
 
-def read_reservoir_info(f: h5py.File, spec: ArchSpec, index: "Index") -> ReservoirInfo | None:
+def read_reservoir_info(f: h5py.File, spec: ArchSpec, index: "Index", version: int) -> ReservoirInfo | None:
     if HOPFIELD not in f:
         return None
+    if version < 2:
+        raise ArchiveCorrupt(f"format version {version} has no Hopfield reservoir")
     if spec.mask_on != "neurons":
         raise ArchiveCorrupt(f"{spec.name} masks weights, so it cannot have a Hopfield reservoir")
     widths = [site.numel for site in mask_sites(spec)]
@@ -232,9 +234,11 @@ def read_reservoir_info(f: h5py.File, spec: ArchSpec, index: "Index") -> Reservo
                          bool(read_integer_attr(group, "explicit_masks", HOPFIELD_ATTRS["explicit_masks"])))
     if info.tasks > index.tasks:
         raise ArchiveCorrupt(f"the Hopfield reservoir holds {info.tasks} tasks, the archive {index.tasks}")
-    dropped = np.flatnonzero((index.mask_codec == maskcodec.NONE).any(axis=1)) if index.tasks else []
-    if len(dropped) and dropped.max() >= info.tasks:
-        raise ArchiveCorrupt(f"task {int(dropped.max())} has no stored mask and is not in the Hopfield reservoir")
+    dropped = (index.mask_codec == maskcodec.NONE).all(axis=1) if index.tasks else np.zeros(0, bool)
+    if (index.mask_codec == maskcodec.NONE).any(axis=1).tolist() != dropped.tolist():
+        raise ArchiveCorrupt("a task keeps some of its mask sites but not all")
+    if dropped.any() if info.explicit_masks else not dropped.all():
+        raise ArchiveCorrupt("tasks' stored masks disagree with the reservoir's explicit_masks attribute")
     return info
 
 

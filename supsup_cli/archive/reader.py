@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import h5py
 import numpy as np
@@ -42,12 +44,32 @@ class Archive:
 
     def __init__(self, path: Path, verify_content: bool = True, check_weights: bool = True,
                  load_records: bool = True) -> None:
-        """Everything is checked by default; `inspect --verify` opens damaged files with less."""
+        """Everything is checked by default; `inspect --verify` opens damaged files with less.
+        The file is opened once: what HDF5 parses is exactly what the header and digest checks read."""
         self.path = Path(path)
-        self.header = header_.read_header(self.path)
-        if verify_content:
-            header_.verify_content(self.path, self.header)
-        self._file = _open_hdf5(self.path)
+        self._handle = header_.open_archive_file(self.path)
+        try:
+            self.header = header_.read_header(self._handle, self.path)
+            if verify_content:
+                header_.verify_content(self._handle, self.header, self.path)
+            self._open(check_weights, load_records)
+        except BaseException:
+            self._handle.close()
+            raise
+
+    @classmethod
+    def of_image(cls, image: bytes | memoryview, name: Path) -> "Archive":
+        """Validate an archive built in memory (its header is what sealing it would write)."""
+        archive = cls.__new__(cls)
+        archive.path = Path(name)
+        archive._handle = io.BytesIO(header_.sealed(image) + bytes(image[header_.SIZE :]))
+        archive.header = header_.read_header(archive._handle, archive.path)
+        archive._open(check_weights=False, load_records=True)
+        return archive
+
+    def _open(self, check_weights: bool, load_records: bool) -> None:
+        self._handle.seek(0)
+        self._file = _open_hdf5(self._handle, self.path)
         try:
             self._load(check_weights, load_records)
         except SupsupError:
@@ -75,7 +97,7 @@ class Archive:
         self.writer = layout.read_string_attr(f, "writer")
         self.sites: tuple[MaskSite, ...] = mask_sites(self.spec)
         self.index = layout.read_index(f, self.spec, version)
-        self.reservoir_info = layout.read_reservoir_info(f, self.spec, self.index)
+        self.reservoir_info = layout.read_reservoir_info(f, self.spec, self.index, version)
         if self.reservoir_info is None and self.index.tasks and (self.index.mask_codec == maskcodec.NONE).any():
             raise ArchiveCorrupt(f"{self.path}: a task has no stored mask and there is no Hopfield reservoir")
         self.tasks: list[TaskRecord] = self._read_records() if load_records else []
@@ -99,12 +121,14 @@ class Archive:
             record = TaskRecord.from_json(stream[offset : offset + length], len(self.sites))
             if record.name in names:
                 raise ArchiveCorrupt(f"{self.path}: task name {record.name!r} appears twice")
+            _check_fits(record, self.spec, self.path)
             names.add(record.name)
             records.append(record)
         return records
 
     def close(self) -> None:
         self._file.close()
+        self._handle.close()
 
     def __enter__(self) -> "Archive":
         return self
@@ -117,7 +141,7 @@ class Archive:
         if not self.tasks:
             raise NoTasks(f"{self.path}: the archive has no tasks yet")
         text = str(ref)
-        if text.isdigit():
+        if text.isascii() and text.isdecimal():
             index = int(text)
             if index < len(self.tasks):
                 return index
@@ -179,13 +203,25 @@ class Archive:
         return self._file[layout.HOPFIELD_PSI][...], self._file[layout.HOPFIELD_MU][...]
 
     def stats(self, task: int) -> np.ndarray:
-        return self.stored_task(task).stats
+        """One task's normalization statistics (float32), read alone."""
+        offset, length = self.index.array_extent[task].tolist()
+        return self._file[layout.ARRAYS][offset : offset + length]
 
 
-def _open_hdf5(path: Path) -> h5py.File:
+def _check_fits(record: TaskRecord, spec: ArchSpec, path: Path) -> None:
+    """A record's classes must have output neurons, and its normalization one value per channel."""
+    needed = max(record.classes) + 1 if spec.labels == "global" else len(record.classes)
+    if needed > spec.output_size:
+        raise ArchiveCorrupt(f"{path}: task {record.name!r} needs {needed} outputs, the network has {spec.output_size}")
+    if len(record.mean) != spec.input_shape[0]:
+        raise ArchiveCorrupt(f"{path}: task {record.name!r} normalizes {len(record.mean)} channels, "
+                             f"the network takes {spec.input_shape[0]}")
+
+
+def _open_hdf5(handle: BinaryIO, path: Path) -> h5py.File:
     try:
-        return h5py.File(path, "r", locking=False)
-    except OSError as exc:
+        return h5py.File(handle, "r")
+    except (OSError, ValueError) as exc:
         raise ArchiveCorrupt(f"{path}: the HDF5 structure cannot be read ({_first_line(exc)})") from None
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import signal
+import stat
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,9 @@ from supsup_cli import __version__
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
 from supsup_cli.archive.reader import FORMAT_NAME, Archive, StoredTask
-from supsup_cli.errors import ArchiveExists, ArchiveLocked, DiskFull, DuplicateTask, InvalidArgument
-from supsup_cli.records import TaskRecord
+from supsup_cli.errors import (ArchiveExists, ArchiveLocked, ConcurrentChange, DiskFull, DuplicateTask,
+                               InvalidArgument)
+from supsup_cli.records import TaskRecord, unique_name
 from supsup_cli.registry import ArchSpec, mask_sites, to_json
 from supsup_cli.weights import base_weights, weights_sha256
 
@@ -36,7 +39,11 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def lock_timeout() -> float:
-    return float(os.environ.get("SUPSUP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+    text = os.environ.get("SUPSUP_LOCK_TIMEOUT", str(DEFAULT_LOCK_TIMEOUT))
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidArgument(f"SUPSUP_LOCK_TIMEOUT must be a number of seconds, got {text!r}") from None
 
 
 @contextmanager
@@ -131,12 +138,28 @@ def write_reservoir(f: h5py.File, reservoir: StoredReservoir) -> None:
     group.attrs.create("explicit_masks", int(reservoir.explicit_masks), dtype=layout.HOPFIELD_ATTRS["explicit_masks"])
 
 
-def append_task(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None) -> int:
-    """Commit one task (its mask bits per site, as bool arrays); returns its index."""
+def append_task(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None,
+                update_reservoir: Callable[[Archive], StoredReservoir] | None = None,
+                expected_weights: str | None = None) -> int:
+    """Commit one task (its mask bits per site, as bool arrays); returns its index.
+
+    If the archive has a Hopfield reservoir, `update_reservoir(current)` gives the reservoir with
+    this task stored, computed under the lock; the mask is then kept only if the reservoir keeps
+    explicit masks. `expected_weights`: refuse if the archive's network changed since training.
+    """
     with transaction(path) as (current, f):
+        if expected_weights is not None and current.weights_sha256 != expected_weights:
+            raise ConcurrentChange(f"{path} now holds another base network; the task was not committed")
         if any(task.name == record.name for task in current.tasks):
             raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
-        write_task(f, StoredTask.of(record, masks, stats))
+        kept: list[np.ndarray] | None = masks
+        if current.reservoir_info is not None:
+            if update_reservoir is None:
+                raise InvalidArgument(f"{path} has a Hopfield reservoir: this task must be stored in it too")
+            reservoir = update_reservoir(current)
+            write_reservoir(f, reservoir)
+            kept = masks if reservoir.explicit_masks else None
+        write_task(f, StoredTask.of(record, kept, stats, sites=len(masks)))
         return current.index.tasks
 
 
@@ -168,41 +191,61 @@ def _append_row(dset: h5py.Dataset, row: np.ndarray) -> None:
 
 
 def _publish(image: memoryview, path: Path, replace: bool) -> None:
-    """Write the sealed image beside the archive, fsync it, and rename it into place."""
+    """Check the image as a reader would, write it sealed beside the archive, fsync it, and rename it
+    into place. Nothing that a reader would refuse is ever published."""
+    with Archive.of_image(image, path):
+        pass
     _remove_stale_staging(path)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(staging, "wb") as out:
-            out.write(header_.sealed(image))
-            out.write(image[header_.SIZE :])
-            out.flush()
-            os.fsync(out.fileno())
-        with _no_interrupts():
-            if replace:
-                os.replace(staging, path)
-            else:
-                try:
-                    os.link(staging, path)  # fails if someone created the path meanwhile: never clobber
-                except FileExistsError:
-                    raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)") from None
-        _fsync_directory(path.parent)
-    except OSError as exc:
-        if exc.errno in _DISK_FULL:
-            raise DiskFull(f"{path}: no space left to write the archive; it is unchanged") from None
-        raise
+        try:
+            with open(staging, "wb") as out:
+                if path.exists():
+                    os.chmod(staging, stat.S_IMODE(path.stat().st_mode))  # keep the archive's permissions
+                out.write(header_.sealed(image))
+                out.write(image[header_.SIZE :])
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise DiskFull(f"{path}: no space left to write the archive; it is unchanged") from None
+            raise
+        with _interrupts_held():
+            _move_into_place(staging, path, replace)
+            _fsync_directory(path.parent)
     finally:
         staging.unlink(missing_ok=True)
 
 
+def _move_into_place(staging: Path, path: Path, replace: bool) -> None:
+    if replace:
+        os.replace(staging, path)
+        return
+    try:
+        os.link(staging, path)  # fails if someone created the path meanwhile: never clobber
+    except FileExistsError:
+        raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+        # A filesystem without hard links: check, then rename (a race with another creator remains).
+        if path.exists():
+            raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)") from None
+        os.replace(staging, path)
+
+
 def _remove_stale_staging(path: Path) -> None:
-    """Leftovers of writers killed mid-write; safe to delete because we hold the lock."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    """Leftovers of this archive's writers killed mid-write; safe to delete because we hold its lock."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.\d+\.tmp")
+    for stale in path.parent.iterdir():
+        if pattern.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
 
 
 @contextmanager
-def _no_interrupts() -> Iterator[None]:
-    """Ctrl-C waits until the rename is done, so "interrupted" never means "half committed"."""
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C during the rename and its fsync is held until both are done; the command then finishes
+    normally, having committed (an interrupted step never leaves a half-committed archive)."""
     try:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:  # not the main thread: signals cannot reach us here anyway
@@ -224,20 +267,22 @@ def _fsync_directory(directory: Path) -> None:
 
 def merge(out: Path, inputs: list[Path], on_duplicate: str = "refuse", force: bool = False) -> dict[str, Any]:
     """One archive with every task of `inputs`, in order, renumbered. The inputs must share the
-    architecture, seed and weights; a duplicate task name is refused, renamed (name-2, ...) or skipped."""
+    architecture, seed and weights; a duplicate task name is refused, renamed (name-2, ...) or skipped.
+    Inputs are read one at a time."""
     if on_duplicate not in ("refuse", "rename", "skip"):
         raise InvalidArgument(f"--on-duplicate must be refuse, rename or skip, got {on_duplicate!r}")
     out = Path(out)
     if out.exists() and not force:
         raise ArchiveExists(f"{out}: file exists (use --force to overwrite it)")
-    with ExitStack() as stack:
-        opened = [stack.enter_context(Archive(path)) for path in inputs]
-        _check_mergeable(opened)
-        first = opened[0]
-        stored, names, report = [], set(), []
-        for source in opened:
+    stored: list[StoredTask] = []
+    names: set[str] = set()
+    report, first = [], None
+    for index, path in enumerate(inputs):
+        with Archive(path, check_weights=index == 0) as source:  # the others must carry the same hash
+            first = first or (source.path, source.spec, source.seed, source.weights_sha256)
+            _check_mergeable(first, source)
             renamed, skipped = [], []
-            for index, record in enumerate(source.tasks):
+            for task, record in enumerate(source.tasks):
                 name = record.name
                 if name in names:
                     if on_duplicate == "refuse":
@@ -246,15 +291,16 @@ def merge(out: Path, inputs: list[Path], on_duplicate: str = "refuse", force: bo
                     if on_duplicate == "skip":
                         skipped.append(name)
                         continue
-                    name = next(f"{record.name}-{n}" for n in range(2, len(names) + 3) if f"{record.name}-{n}" not in names)
+                    name = unique_name(name, names)
                     renamed.append([record.name, name])
                 names.add(name)
-                task = source.stored_task(index)
-                record_bytes = task.record if name == record.name else replace(record, name=name).to_json()
-                stored.append(StoredTask(record_bytes, task.encoded, task.stats))
+                kept = source.stored_task(task)
+                record_bytes = kept.record if name == record.name else replace(record, name=name).to_json()
+                stored.append(StoredTask(record_bytes, kept.encoded, kept.stats))
             report.append({"path": str(source.path), "tasks": len(source.tasks), "renamed": renamed,
                            "skipped": skipped})
-        image = _empty_image(first.spec, first.seed, first.weights_sha256)
+    _, spec, seed, digest = first
+    image = _empty_image(spec, seed, digest)
     with h5py.File(image, "r+") as f:
         for task in stored:
             write_task(f, task)
@@ -263,19 +309,16 @@ def merge(out: Path, inputs: list[Path], on_duplicate: str = "refuse", force: bo
     return {"out": str(out), "tasks": len(stored), "inputs": report}
 
 
-def _check_mergeable(opened: list[Archive]) -> None:
-    first = opened[0]
-    mine = asdict(first.spec)
-    for other in opened[1:]:
-        theirs = asdict(other.spec)
-        differences = [f"{key} {theirs[key]} vs {mine[key]}" for key in mine if mine[key] != theirs[key]]
-        if first.seed != other.seed:
-            differences.append(f"seed {other.seed} vs {first.seed}")
-        if first.weights_sha256 != other.weights_sha256:
-            differences.append(f"weights hash {other.weights_sha256[:12]}... vs {first.weights_sha256[:12]}...")
-        if differences:
-            raise InvalidArgument(f"{other.path} and {first.path} have different base networks "
-                                  f"({'; '.join(differences)}); only archives of one network can be merged")
-    for source in opened:
-        if source.reservoir_info is not None:
-            raise InvalidArgument(f"{source.path} has a Hopfield reservoir: merge archives before hopfield-store")
+def _check_mergeable(first: tuple[Path, ArchSpec, int, str], other: Archive) -> None:
+    path, spec, seed, digest = first
+    mine, theirs = asdict(spec), asdict(other.spec)
+    differences = [f"{key} {theirs[key]} vs {mine[key]}" for key in mine if mine[key] != theirs[key]]
+    if other.seed != seed:
+        differences.append(f"seed {other.seed} vs {seed}")
+    if other.weights_sha256 != digest:
+        differences.append(f"weights hash {other.weights_sha256[:12]}... vs {digest[:12]}...")
+    if differences:
+        raise InvalidArgument(f"{other.path} and {path} have different base networks "
+                              f"({'; '.join(differences)}); only archives of one network can be merged")
+    if other.reservoir_info is not None:
+        raise InvalidArgument(f"{other.path} has a Hopfield reservoir: merge archives before hopfield-store")

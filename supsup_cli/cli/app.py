@@ -13,7 +13,7 @@ import typer
 from supsup_cli import __version__
 from supsup_cli.cli import (archive_commands, benchmark_commands, exit_codes, infer_commands, learn_commands,
                             output)
-from supsup_cli.errors import SupsupError
+from supsup_cli.errors import ArchiveNotFound, DiskFull, SupsupError
 
 # Typer 0.2x vendors click as typer._click; older releases depend on click itself.
 click = getattr(typer, "_click", None) or __import__("click")
@@ -74,13 +74,15 @@ def run(argv: list[str]) -> int:
         output.error_line(_one_line(error.format_message()) + _usage_hint(error))
         return exit_codes.USAGE
     except (KeyboardInterrupt, typer.Abort):
-        output.error_line("interrupted; nothing was committed by the interrupted step")
+        output.error_line("interrupted (a task is committed only once its result is printed)")
         return exit_codes.INTERRUPTED
     except OSError as error:
+        message = _one_line(f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}")
+        output.error_line(message)
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            output.error_line(f"no space left on device ({error.filename or 'write'})")
-            return exit_codes.for_error(_disk_full())
-        output.error_line(_one_line(f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}"))
+            return exit_codes.for_error(DiskFull(message))
+        if isinstance(error, (FileNotFoundError, PermissionError)):
+            return exit_codes.for_error(ArchiveNotFound(message))
         return exit_codes.INTERNAL
     except Exception as error:  # a bug: still one line, with the traceback on request
         if os.environ.get("SUPSUP_DEBUG"):
@@ -88,12 +90,6 @@ def run(argv: list[str]) -> int:
         output.error_line(_one_line(f"internal error: {type(error).__name__}: {error}")
                           + " (set SUPSUP_DEBUG=1 for a traceback)")
         return exit_codes.INTERNAL
-
-
-def _disk_full() -> SupsupError:
-    from supsup_cli.errors import DiskFull
-
-    return DiskFull("")
 
 
 def _usage_hint(error: Exception) -> str:

@@ -126,7 +126,7 @@ def _task_summary(index: int, record: TaskRecord, site_sizes: list[int]) -> dict
         "data_spec": data_spec_text(record.data),
         "classes": list(record.classes),
         "test_accuracy": record.test_accuracy,
-        "density": round(sum(d * n for d, n in zip(record.density, site_sizes)) / sum(site_sizes), 4),
+        "density": round(record.overall_density(site_sizes), 4),
         "created": record.created,
     }
 

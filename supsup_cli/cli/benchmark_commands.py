@@ -13,7 +13,6 @@ from supsup_cli.cli.options import Device, Json
 from supsup_cli.errors import QualityGateFailed
 
 QUICK = {"tasks": 5, "steps": 1000, "eval_images": 1000}
-SPEED_KS = (10, 100, 1000)
 
 
 def benchmark(
@@ -68,8 +67,8 @@ def benchmark(
     listener = _BarListener()
     with listener:
         if suite == "speed":
-            ks = SPEED_KS if tasks is None else tuple(sorted({k for k in SPEED_KS if k < tasks} | {tasks}))
-            results = engine.speed_suite(arch, device, ks, images=eval_images or 256, seed=seed, listener=listener)
+            results = engine.speed_suite(arch, device, engine.speed_ks(tasks), images=eval_images or 256, seed=seed,
+                                         listener=listener)
         else:
             defaults = QUICK if quick else {"tasks": None, "steps": None, "eval_images": None}
             config = engine.BenchmarkConfig(
@@ -88,8 +87,7 @@ def benchmark(
     else:
         report.show(results)
     if fail_under is not None and suite != "speed":
-        gated = next(m for m in results["summary"]["avg_accuracy"] if m not in ("gg", "upper-bound", "lower-bound"))
-        achieved = results["summary"]["avg_accuracy"][gated]
+        gated, achieved = engine.gated_accuracy(results)
         if achieved < fail_under:
             raise QualityGateFailed(f"{gated} accuracy {achieved:.4f} is below --fail-under {fail_under}")
 

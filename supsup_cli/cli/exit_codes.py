@@ -17,6 +17,7 @@ BY_ERROR: dict[type[errors.SupsupError], int] = {
     errors.VersionTooNew: 6,
     errors.WeightsMismatch: 7,
     errors.ArchiveLocked: 8,
+    errors.ConcurrentChange: 8,
     errors.InputNotFound: 3,
     errors.BadInput: 9,
     errors.UnknownTask: 10,

@@ -2,6 +2,7 @@
 
 - permute SEED: output pixel i is input pixel perm[i], perm = supsup_cli.prng.permutation(SEED, H*W)
 - rotate DEGREES: counterclockwise about the image centre, bilinear, zero outside, rounded to uint8
+  (formats/supsup-v2.md, 3.5.1, says how closely this agrees with Pillow)
 - classes C0,C1,...: keep only these labels; the task's j-th class is Cj
 """
 
