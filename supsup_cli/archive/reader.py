@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -43,29 +42,21 @@ class Archive:
     """A read-only view of one archive, valid until `close`. Masks are read lazily, per task."""
 
     def __init__(self, path: Path, verify_content: bool = True, check_weights: bool = True,
-                 load_records: bool = True) -> None:
+                 load_records: bool = True, content: BinaryIO | None = None) -> None:
         """Everything is checked by default; `inspect --verify` opens damaged files with less.
-        The file is opened once: what HDF5 parses is exactly what the header and digest checks read."""
+        The file is opened once: what HDF5 parses is exactly what the header and digest checks read.
+        `content`: the archive's bytes already in memory (a writer's), read instead of the file."""
         self.path = Path(path)
-        self._handle = header_.open_archive_file(self.path)
+        self._owns_handle = content is None
+        self._handle = header_.open_archive_file(self.path) if content is None else content
         try:
             self.header = header_.read_header(self._handle, self.path)
             if verify_content:
                 header_.verify_content(self._handle, self.header, self.path)
             self._open(check_weights, load_records)
         except BaseException:
-            self._handle.close()
+            self._release()
             raise
-
-    @classmethod
-    def of_image(cls, image: bytes | memoryview, name: Path) -> "Archive":
-        """Validate an archive built in memory (its header is what sealing it would write)."""
-        archive = cls.__new__(cls)
-        archive.path = Path(name)
-        archive._handle = io.BytesIO(header_.sealed(image) + bytes(image[header_.SIZE :]))
-        archive.header = header_.read_header(archive._handle, archive.path)
-        archive._open(check_weights=False, load_records=True)
-        return archive
 
     def _open(self, check_weights: bool, load_records: bool) -> None:
         self._handle.seek(0)
@@ -128,7 +119,11 @@ class Archive:
 
     def close(self) -> None:
         self._file.close()
-        self._handle.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._owns_handle:
+            self._handle.close()
 
     def __enter__(self) -> "Archive":
         return self

@@ -70,7 +70,7 @@ def create(path: Path, spec: ArchSpec, seed: int, force: bool = False) -> str:
     digest = weights_sha256(base_weights(spec, seed))
     image = _empty_image(spec, seed, digest)
     with writer_lock(path):
-        _publish(image.getbuffer(), path, replace=force)
+        _publish(image, path, replace=force)
     return digest
 
 
@@ -92,13 +92,15 @@ def transaction(path: Path) -> Iterator[tuple[Archive, h5py.File]]:
     """Under the lock: the current archive (validated) and a writable in-memory HDF5 copy of it."""
     path = Path(path)
     with writer_lock(path):
-        with Archive(path) as current:
-            image = io.BytesIO(path.read_bytes())
+        with header_.open_archive_file(path) as handle:
+            raw = handle.read()
+        with Archive(path, content=io.BytesIO(raw)) as current:  # the bytes we change are the ones checked
+            image = io.BytesIO(raw)
             with h5py.File(image, "r+") as f:
                 # Older archives are upgraded on their first write: what we add may need the new version.
                 f.attrs.create("format_version", header_.FORMAT_VERSION, dtype=layout.INTEGER_ATTRS["format_version"])
                 yield current, f
-        _publish(image.getbuffer(), path, replace=True)
+        _publish(image, path, replace=True)
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def rewrite(path: Path, build: Callable[[Archive], tuple[list[StoredTask], Store
                 write_task(f, task)
             if reservoir is not None:
                 write_reservoir(f, reservoir)
-        _publish(image.getbuffer(), path, replace=True)
+        _publish(image, path, replace=True)
 
 
 def write_reservoir(f: h5py.File, reservoir: StoredReservoir) -> None:
@@ -190,10 +192,12 @@ def _append_row(dset: h5py.Dataset, row: np.ndarray) -> None:
     dset[rows] = row
 
 
-def _publish(image: memoryview, path: Path, replace: bool) -> None:
-    """Check the image as a reader would, write it sealed beside the archive, fsync it, and rename it
-    into place. Nothing that a reader would refuse is ever published."""
-    with Archive.of_image(image, path):
+def _publish(image: io.BytesIO, path: Path, replace: bool) -> None:
+    """Seal the image, check it as a reader would, write it beside the archive, fsync it, and rename
+    it into place. Nothing that a reader would refuse is ever published."""
+    buffer = image.getbuffer()
+    buffer[: header_.SIZE] = header_.sealed(buffer)
+    with Archive(path, verify_content=False, check_weights=False, content=image):  # just sealed: no rehash
         pass
     _remove_stale_staging(path)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -202,8 +206,7 @@ def _publish(image: memoryview, path: Path, replace: bool) -> None:
             with open(staging, "wb") as out:
                 if path.exists():
                     os.chmod(staging, stat.S_IMODE(path.stat().st_mode))  # keep the archive's permissions
-                out.write(header_.sealed(image))
-                out.write(image[header_.SIZE :])
+                out.write(buffer)
                 out.flush()
                 os.fsync(out.fileno())
         except OSError as exc:
@@ -305,7 +308,7 @@ def merge(out: Path, inputs: list[Path], on_duplicate: str = "refuse", force: bo
         for task in stored:
             write_task(f, task)
     with writer_lock(out):
-        _publish(image.getbuffer(), out, replace=force)
+        _publish(image, out, replace=force)
     return {"out": str(out), "tasks": len(stored), "inputs": report}
 
 
