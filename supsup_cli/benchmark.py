@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,10 @@ from supsup_cli import (archive, baselines, device as device_, hopfield, inferen
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
-from supsup_cli.evaluation import EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy
+from supsup_cli.evaluation import EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy
 from supsup_cli.autolearn import learn_auto
 from supsup_cli.learn import LearnRequest, learn_task
-from supsup_cli.models import MaskedNet, batches_of, build, real_outputs
+from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.reservoir import hopfield_store, reservoir_of
 from supsup_cli.storage import storage_report
 from supsup_cli.training import TrainConfig, task_tensors
@@ -213,7 +213,10 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
     extra = {}
     if config.hopfield:
         listener.start("Hopfield recovery", 0)
-        extra["hopfield"] = _hopfield_evaluation(path, sup, evals, config.hopfield_steps or hopfield.STEPS)
+        hopfield_store(path)
+        with archive.Archive(path) as opened:
+            reservoir = reservoir_of(opened)
+        extra["hopfield"] = hopfield_accuracy(sup, reservoir, evals, config.hopfield_steps or hopfield.STEPS)
         matrices["hopfield"] = [_pad([t["recovered_accuracy"] for t in extra["hopfield"]["tasks"]], len(datas))]
         matrices["explicit-masks"] = [_pad([t["explicit_accuracy"] for t in extra["hopfield"]["tasks"]], len(datas))]
         for name in ("hopfield", "explicit-masks"):  # evaluated once, after the last task
@@ -230,45 +233,6 @@ def _storage(path: Path) -> dict[str, Any]:
     keys = ("bytes_on_disk", "bytes_per_task", "mask_bytes_per_task", "bits_per_weight", "entropy_bound_bytes",
             "csc_int16_bytes", "dense_fp32_bytes_per_task")
     return {key: report[key] for key in keys}
-
-
-def _hopfield_evaluation(path: Path, sup: inference.Superposition, evals: list[EvalSet],
-                         steps: int) -> dict[str, Any]:
-    """Store every mask in the reservoir, then recover each task's mask from its test images alone."""
-    hopfield_store(path)
-    with archive.Archive(path) as opened:
-        reservoir = reservoir_of(opened)
-    stored = [[m.bool().cpu() for m in (sup.masks(site, t, t + 1)[0] for site in range(len(sup.packed)))]
-              for t in range(sup.tasks)]
-    real = _real(evals)
-    tasks = []
-    for j, e in enumerate(evals):
-        recovery = hopfield.recover(sup.net, reservoir, e.x, steps=steps, compare_with=stored)
-        distances = [hopfield.hamming(recovery.masks, masks) for masks in stored]
-        tasks.append({
-            "task": j,
-            "recovered_accuracy": _all_classes_accuracy(sup.net, recovery.masks, e, real),
-            "explicit_accuracy": _all_classes_accuracy(sup.net, stored[j], e, real),
-            "recovered_equals_stored": distances[j] == 0,
-            "closest_task": min(range(len(stored)), key=distances.__getitem__),
-            "hamming_to_own_mask": distances[j],
-            "curve": recovery.distances,  # per step: Hamming distance to every stored mask (paper, Figure 7)
-        })
-    return {
-        "tasks": tasks,
-        "avg_recovered_accuracy": sum(t["recovered_accuracy"] for t in tasks) / len(tasks),
-        "avg_explicit_accuracy": sum(t["explicit_accuracy"] for t in tasks) / len(tasks),
-        "exact_recoveries": sum(t["recovered_equals_stored"] for t in tasks),
-        "steps": steps,
-    }
-
-
-@torch.no_grad()
-def _all_classes_accuracy(net: MaskedNet, masks: list[torch.Tensor], e: EvalSet, real: list[int]) -> float:
-    """GNu with global labels: arg-max over every task's classes, in the paper's batches of 64."""
-    floats = [m.float().to(e.x.device) for m in masks]
-    logits = torch.cat([net(part, floats) for part in batches_of(e.x, hopfield.BATCH)])[:, real]
-    return fraction(torch.tensor(real, device=e.x.device)[logits.argmax(1)] == e.labels)
 
 
 def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
@@ -424,12 +388,6 @@ def _pad(values: list[float], length: int) -> list[float | None]:
 def _row_mean(row: list[float | None]) -> float | None:
     values = [v for v in row if v is not None]
     return sum(values) / len(values) if values else None
-
-
-def config_dict(config: BenchmarkConfig) -> dict[str, Any]:
-    plain = asdict(config)
-    plain["archive"] = str(config.archive) if config.archive else None
-    return plain
 
 
 def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = (10, 100, 1000), images: int = 256,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from supsup_cli import inference
+from supsup_cli import hopfield, inference
 from supsup_cli.data.tasks import TaskExamples
-from supsup_cli.models import normalize, real_outputs
+from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
 from supsup_cli.registry import ArchSpec
 
 SAME_TASK_BATCH = 128  # the paper's "full batch": one task inferred per batch of 128 images
@@ -92,3 +93,39 @@ def gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str
 def fraction(hits: torch.Tensor) -> float:
     """Exact count over total (no float32 rounding in reported accuracies)."""
     return int(hits.sum()) / max(1, hits.numel())
+
+
+def hopfield_accuracy(sup: inference.Superposition, reservoir: hopfield.Reservoir, evals: list[EvalSet],
+                      steps: int) -> dict[str, Any]:
+    """Each task's mask recovered from its test images alone; accuracy with it and with the explicit mask."""
+    stored = [[m.bool().cpu() for m in (sup.masks(site, t, t + 1)[0] for site in range(len(sup.packed)))]
+              for t in range(sup.tasks)]
+    real = sorted({o for e in evals for o in e.outputs})
+    tasks = []
+    for j, e in enumerate(evals):
+        recovery = hopfield.recover(sup.net, reservoir, e.x, steps=steps, compare_with=stored)
+        distances = [hopfield.hamming(recovery.masks, masks) for masks in stored]
+        tasks.append({
+            "task": j,
+            "recovered_accuracy": _all_classes_accuracy(sup.net, recovery.masks, e, real),
+            "explicit_accuracy": _all_classes_accuracy(sup.net, stored[j], e, real),
+            "recovered_equals_stored": distances[j] == 0,
+            "closest_task": min(range(len(stored)), key=distances.__getitem__),
+            "hamming_to_own_mask": distances[j],
+            "curve": recovery.distances,  # per step: Hamming distance to every stored mask (paper, Figure 7)
+        })
+    return {
+        "tasks": tasks,
+        "avg_recovered_accuracy": sum(t["recovered_accuracy"] for t in tasks) / len(tasks),
+        "avg_explicit_accuracy": sum(t["explicit_accuracy"] for t in tasks) / len(tasks),
+        "exact_recoveries": sum(t["recovered_equals_stored"] for t in tasks),
+        "steps": steps,
+    }
+
+
+@torch.no_grad()
+def _all_classes_accuracy(net: MaskedNet, masks: list[torch.Tensor], e: EvalSet, real: list[int]) -> float:
+    """GNu with global labels: arg-max over every task's classes, in the paper's batches of 64."""
+    floats = [m.float().to(e.x.device) for m in masks]
+    logits = torch.cat([net(part, floats) for part in batches_of(e.x, hopfield.BATCH)])[:, real]
+    return fraction(torch.tensor(real, device=e.x.device)[logits.argmax(1)] == e.labels)
