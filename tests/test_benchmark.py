@@ -65,6 +65,7 @@ def test_existing_archive_is_evaluated_without_training_and_gated(small_run, cli
     assert again.code == 0, again.err
     report = again.json()
     assert report["speed"]["train_images_per_second"] is None  # nothing was trained
+    assert "benchmark: evaluating after 3 tasks" in again.err  # progress lines where there is no terminal
     assert report["summary"]["avg_accuracy"]["one-shot/entropy"] == results["summary"]["avg_accuracy"]["one-shot/entropy"]
     gated = cli("benchmark", "--archive", root / "kept.supsup", "--no-baselines", "--eval-images", "50",
                 "--method", "one-shot", "--objective", "entropy", "--fail-under", "1.01")

@@ -71,14 +71,42 @@ def test_duplicate_task_name_is_refused(cli, lenet_archive):
     assert lenet_archive.read_bytes() == before
 
 
-def test_sigint_during_training_commits_nothing(lenet_archive, cli):
+@pytest.mark.parametrize("delay", [0.6, 4.0])
+def test_sigint_during_training_commits_nothing(lenet_archive, cli, delay):
     assert cli("learn-task", lenet_archive, "--permute", "1", "--steps", "5").code == 0
     before = lenet_archive.read_bytes()
     child = subprocess.Popen([sys.executable, "-m", "supsup_cli", "learn-task", str(lenet_archive), "--permute", "2",
                               "--steps", "1000000"], cwd=REPO, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)  # somewhere in start-up, data loading or training: every moment must be safe
+    time.sleep(delay)  # somewhere in start-up, data loading or training: every moment must be safe
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130
     assert err.strip().splitlines()[-1].startswith("supsup: error: interrupted") and "Traceback" not in err
+    assert lenet_archive.read_bytes() == before
+
+
+def test_a_ctrl_c_that_python_swallows_still_stops_training(lenet_archive, cli, monkeypatch):
+    """Python drops a KeyboardInterrupt raised inside a finalizer, and h5py's weakref callbacks run
+    often while an archive is read: that Ctrl-C must still stop the command before it commits."""
+    import supsup_cli.learn as learn
+
+    swallowed = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: swallowed.append(unraisable.exc_type))
+
+    class InterruptedWhileFinalized:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)
+            sum(range(1000))  # the handler runs here, between bytecodes
+
+    real_train_masks = learn.train_masks
+
+    def train_after_a_lost_ctrl_c(*args, **kwargs):
+        InterruptedWhileFinalized()
+        return real_train_masks(*args, **kwargs)
+
+    monkeypatch.setattr(learn, "train_masks", train_after_a_lost_ctrl_c)
+    before = lenet_archive.read_bytes()
+    result = cli("learn-task", lenet_archive, "--permute", "2", "--steps", "200")
+    assert swallowed == [KeyboardInterrupt]
+    assert result.code == 130 and result.err.startswith("supsup: error: interrupted")
     assert lenet_archive.read_bytes() == before

@@ -1,15 +1,26 @@
 """The command line: parse arguments, call one engine function, render, map errors to exit codes."""
 
+import os
 import sys
 
 
 def main() -> None:
     """The `supsup` console script. Ctrl-C while the engine is still being imported exits cleanly too."""
+    from supsup_cli.cli import exit_codes, interrupts
+
+    interrupts.install()  # before the heavy imports: a Ctrl-C swallowed in there is still seen later
     try:
         from supsup_cli.cli.app import run
 
         code = run(sys.argv[1:])
     except KeyboardInterrupt:
         sys.stderr.write("supsup: error: interrupted\n")
-        code = 130
+        code = exit_codes.INTERRUPTED
+    if code == exit_codes.INTERRUPTED:
+        # CPython kills itself with SIGINT at exit when a KeyboardInterrupt ever passed through an
+        # exec() of a string (dataclasses and typing run many while torch is imported), which would
+        # replace our documented exit code; everything that must reach the disk is already there.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_codes.INTERRUPTED)
     sys.exit(code)

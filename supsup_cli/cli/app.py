@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from supsup_cli import __version__
-from supsup_cli.cli import (archive_commands, benchmark_commands, exit_codes, infer_commands, learn_commands,
-                            output)
+from supsup_cli.cli import (archive_commands, benchmark_commands, exit_codes, infer_commands, interrupts,
+                            learn_commands, output)
 from supsup_cli.errors import ArchiveNotFound, DiskFull, SupsupError
 
 # Typer 0.2x vendors click as typer._click; older releases depend on click itself.
@@ -60,7 +60,8 @@ def run(argv: list[str]) -> int:
     """Run one command line; every failure becomes one line on stderr and an exit code."""
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="supsup", standalone_mode=False)
+        with interrupts.watching():
+            result = command.main(args=argv, prog_name="supsup", standalone_mode=False)
         if result == exit_codes.INTERRUPTED:  # Typer turns Ctrl-C into a silent exit code 130
             raise KeyboardInterrupt
         return result if isinstance(result, int) else exit_codes.OK

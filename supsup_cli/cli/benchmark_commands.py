@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from supsup_cli.cli import output, report
+from supsup_cli.cli import interrupts, output, report
 from supsup_cli.cli.options import Device, Json
 from supsup_cli.errors import QualityGateFailed
 
@@ -112,6 +112,7 @@ class _BarListener:
             self._unit = self._bar.add_task("", total=None)
         self._done_before = 0
         self._current = 0
+        self._total = 0
         self._started = time.perf_counter()
         return self
 
@@ -120,17 +121,30 @@ class _BarListener:
             self._bar.stop()
 
     def plan(self, total_steps: int) -> None:
+        self._total = total_steps
         if self._bar is not None:
             self._bar.update(self._run, total=total_steps)
 
     def start(self, label: str, steps: int) -> None:
+        interrupts.check()
         self._done_before += self._current
         self._current = 0
         if self._bar is not None:
             self._bar.update(self._unit, description=label, total=steps or None, completed=0)
             self._bar.update(self._run, completed=self._done_before)
+        else:
+            output.note(f"benchmark: {label}{self._time_left()}")
+
+    def _time_left(self) -> str:
+        """Logs and CI have no bar, so each unit gets a line with the same estimate the bar shows."""
+        elapsed = time.perf_counter() - self._started
+        if not self._total or not self._done_before:
+            return f" ({elapsed:.0f} s elapsed)"
+        left = elapsed * max(self._total - self._done_before, 0) / self._done_before
+        return f" ({elapsed:.0f} s elapsed, about {left:.0f} s left)"
 
     def advance(self, step: int) -> None:
+        interrupts.check()
         self._current = step
         if self._bar is not None:
             self._bar.update(self._unit, completed=step)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from supsup_cli.cli import output
+from supsup_cli.cli import interrupts, output
 from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, Json, Permute, Rotate,
                                     task_data)
 from supsup_cli.data.images import export_examples
@@ -74,6 +74,7 @@ def learn(
     started = time.perf_counter()
     with output.progress_bar(f"learning {name or request.data.default_name()}", steps) as update:
         def progress(step: int, loss: float, accuracy: float) -> None:
+            interrupts.check()
             rate = step * batch_size / max(1e-9, time.perf_counter() - started)
             update(step, loss=loss, acc=accuracy, **{"img/s": f"{rate:,.0f}"})
 
