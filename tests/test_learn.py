@@ -79,7 +79,10 @@ def test_sigint_during_training_commits_nothing(lenet_archive, cli, delay):
                               "--steps", "1000000"], cwd=REPO, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)  # somewhere in start-up, data loading or training: every moment must be safe
     child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
+    try:
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()  # a lost Ctrl-C would leave it training a million steps after the test failed
     assert child.returncode == 130
     assert err.strip().splitlines()[-1].startswith("supsup: error: interrupted") and "Traceback" not in err
     assert lenet_archive.read_bytes() == before
