@@ -50,6 +50,11 @@ class Superposition:
         return replace(self, packed=[p[:count] for p in self.packed],
                        stats=None if self.stats is None else self.stats[:count])
 
+    def subset(self, tasks: torch.Tensor) -> "Superposition":
+        """The superposition of these tasks only, in this order."""
+        return replace(self, packed=[p.index_select(0, tasks) for p in self.packed],
+                       stats=None if self.stats is None else [self.stats[int(t)] for t in tasks])
+
     def task_chunks(self) -> list[tuple[int, int]]:
         return [(start, min(start + self.chunk, self.tasks)) for start in range(0, self.tasks, self.chunk)]
 
@@ -160,17 +165,31 @@ def one_shot(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = F
 
 def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = False) -> torch.Tensor:
     """Algorithm 2: keep the half of the candidates with the largest -dObjective/dalpha, ceil(log2 k) times."""
-    rows = 1 if same_task else x.shape[0]
-    candidates = torch.ones(rows, sup.tasks, dtype=torch.bool, device=x.device)
+    if same_task:
+        return _binary_shared(sup, x, kind)
+    candidates = torch.ones(x.shape[0], sup.tasks, dtype=torch.bool, device=x.device)
     remaining = sup.tasks  # known on the host every round: no device synchronization in the loop
     while remaining > 1:
         alpha = candidates.float() / remaining
-        shared = same_task or remaining == sup.tasks  # one network for all inputs
-        scores = -alpha_gradients(sup, x, alpha[0] if shared else alpha, kind, same_task)
+        shared = remaining == sup.tasks  # one network for all inputs
+        scores = -alpha_gradients(sup, x, alpha[0] if shared else alpha, kind, same_task=False)
         remaining = math.ceil(remaining / 2)
         keep = scores.masked_fill(~candidates, -math.inf).topk(remaining, dim=1).indices
         candidates = torch.zeros_like(candidates).scatter_(1, keep, True)
-    return candidates.float().argmax(dim=1).expand(x.shape[0])
+    return candidates.float().argmax(dim=1)
+
+
+def _binary_shared(sup: Superposition, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Algorithm 2 with one task for all inputs: a discarded task has alpha 0 and no longer counts,
+    so each round superimposes the remaining candidates only, and the work halves with them."""
+    candidates = torch.arange(sup.tasks, device=x.device)
+    while len(candidates) > 1:
+        remaining = sup.subset(candidates)
+        alpha = torch.full((len(candidates),), 1.0 / len(candidates), device=x.device)
+        scores = -alpha_gradients(remaining, x, alpha, kind, same_task=True)[0]
+        keep = scores.topk(math.ceil(len(candidates) / 2)).indices
+        candidates = candidates[keep.sort().values]
+    return candidates.expand(x.shape[0])
 
 
 @torch.no_grad()
