@@ -15,7 +15,8 @@ from supsup_cli import (archive, baselines, device as device_, hopfield, inferen
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
-from supsup_cli.evaluation import EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy
+from supsup_cli.evaluation import (EvalSet, Timed, all_real_outputs, fraction, gg_accuracy, gnu_accuracy,
+                                   hopfield_accuracy)
 from supsup_cli.autolearn import learn_auto
 from supsup_cli.learn import LearnRequest, learn_task
 from supsup_cli.models import MaskedNet, build, real_outputs
@@ -203,7 +204,7 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
         packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
         stats = [opened.stats(t) for t in range(len(datas))] if spec.norm == "running" else None
     evals = [EvalSet.of(load_task(data, "test"), config.eval_images, spec, device) for data in datas]
-    sup = inference.superposition(build(spec, weights).to(device), packed, _real(evals), stats=stats)
+    sup = inference.superposition(build(spec, weights).to(device), packed, all_real_outputs(evals), stats=stats)
     matrices: dict[str, list] = {}
     inferred: dict[str, list] = {}
     timers: dict[str, Timed] = {}
@@ -285,7 +286,7 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
             listener.start(f"evaluating after {index + 1} tasks", 0)
             with archive.Archive(path) as opened:
                 weights, packed = opened.base_weights(), [torch.from_numpy(p) for p in opened.packed_masks()]
-            sup = inference.superposition(build(spec, weights).to(device), packed, _real(evals))
+            sup = inference.superposition(build(spec, weights).to(device), packed, all_real_outputs(evals))
             _add_row(matrices, inferred, _evaluate_row(sup, evals[: index + 1], len(datas), config, timers, mapping))
     extra = {
         "masks_allocated": int(packed[0].shape[0]),
@@ -294,10 +295,6 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
         "steps_by_mask": [{str(m): s for m, s in t.items()} for t in trained_on],
     }
     return _Run(spec, weights, datas, evals, config.steps, matrices, inferred, timers, seconds, extra)
-
-
-def _real(evals: list[EvalSet]) -> list[int]:
-    return sorted({o for e in evals for o in e.outputs})
 
 
 def _steps_by_mask(decisions: list[dict[str, Any]], steps: int) -> dict[int, int]:
@@ -390,7 +387,7 @@ def _row_mean(row: list[float | None]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = (10, 100, 1000), images: int = 256,
+def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = SPEED_KS, images: int = 256,
                 seed: int = 0, listener: Listener | None = None) -> dict[str, Any]:
     """Inference images/s and memory as k grows, with random half-density masks."""
     listener = listener or Listener()

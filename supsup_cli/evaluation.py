@@ -42,6 +42,11 @@ class EvalSet:
         return torch.tensor(self.classes, device=logits.device)[best]
 
 
+def all_real_outputs(evals: list[EvalSet]) -> list[int]:
+    """Every output neuron that is some evaluated task's class."""
+    return sorted({o for e in evals for o in e.outputs})
+
+
 @dataclass
 class Timed:
     images: int = 0
@@ -100,7 +105,7 @@ def hopfield_accuracy(sup: inference.Superposition, reservoir: hopfield.Reservoi
     """Each task's mask recovered from its test images alone; accuracy with it and with the explicit mask."""
     stored = [[m.bool().cpu() for m in (sup.masks(site, t, t + 1)[0] for site in range(len(sup.packed)))]
               for t in range(sup.tasks)]
-    real = sorted({o for e in evals for o in e.outputs})
+    real = all_real_outputs(evals)
     tasks = []
     for j, e in enumerate(evals):
         recovery = hopfield.recover(sup.net, reservoir, e.x, steps=steps, compare_with=stored)

@@ -119,21 +119,23 @@ class MaskedResNet(MaskedNet):
         h = F.adaptive_avg_pool2d(h, 1).flatten(1)
         return F.linear(h, weights[self.plan.fc])
 
+    def _stat_buffers(self) -> list[torch.Tensor]:
+        """Every norm layer's running mean, then every one's running variance: the stored order (formats/, 3.4)."""
+        return [getattr(self, f"norm{n}_{kind}") for kind in ("mean", "var") for n in range(len(self.norms))]
+
     def reset_stats(self) -> None:
         for n in range(len(self.norms)):
             getattr(self, f"norm{n}_mean").zero_()
             getattr(self, f"norm{n}_var").fill_(1.0)
 
     def stats_vector(self) -> np.ndarray:
-        """Every norm layer's running means, then every one's running variances (formats/, 3.4)."""
-        parts = [getattr(self, f"norm{n}_{kind}") for kind in ("mean", "var") for n in range(len(self.norms))]
-        return torch.cat(parts).detach().cpu().numpy().astype(np.float32)
+        return torch.cat(self._stat_buffers()).detach().cpu().numpy().astype(np.float32)
 
     def load_stats(self, vector: np.ndarray) -> None:
+        buffers = self._stat_buffers()
         values = torch.as_tensor(np.asarray(vector, dtype=np.float32))
-        sizes = [getattr(self, f"norm{n}_mean").numel() for n in range(len(self.norms))] * 2
-        for part, (n, kind) in zip(values.split(sizes), [(n, k) for k in ("mean", "var") for n in range(len(self.norms))]):
-            getattr(self, f"norm{n}_{kind}").copy_(part)
+        for buffer, part in zip(buffers, values.split([b.numel() for b in buffers])):
+            buffer.copy_(part)
 
 
 def build(spec: ArchSpec, weights: Sequence[np.ndarray]) -> MaskedNet:
