@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from supsup_cli import inference
+from supsup_cli import inference, prng
 from supsup_cli.masks import binarize, pack
 from supsup_cli.models import MaskedNet
 from supsup_cli.training import TrainConfig, initial_scores
@@ -39,7 +39,7 @@ class Uncertainty:
 
 def padding_masks(net: MaskedNet, config: TrainConfig, count: int) -> list[torch.Tensor]:
     """`count` untrained masks (fresh random scores), bit-packed per site: [count, ceil(n/8)]."""
-    generator = torch.Generator().manual_seed(config.seed + 7919)
+    generator = torch.Generator().manual_seed(prng.task_seed(config.seed, 0, "padding"))
     sites = [[] for _ in net.base()]
     for _ in range(count):
         for site, scores in enumerate(initial_scores(net, config, None, generator)):

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from supsup_cli import archive, device as device_, masks as masks_
+from supsup_cli import archive, device as device_, masks as masks_, prng
 from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, padding_masks, uncertainty
 from supsup_cli.data.tasks import load_task
 from supsup_cli.errors import ConcurrentChange, DuplicateTask, InvalidArgument
@@ -45,17 +45,19 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
             raise InvalidArgument(f"--auto infers tasks by superposition, which needs an MLP with masks on "
                                   f"weights; {spec.name} is not one")
         committed = [torch.from_numpy(p).to(device) for p in current.packed_masks()]
+        stream_seed = prng.task_seed(current.seed, len(records), request.name or request.data.default_name(),
+                                     request.config.seed)
     train = load_task(request.data, "train", request.data_dir)
     test = load_task(request.data, "test", request.data_dir)
     check_inputs(spec, train)
     check_outputs(spec, train.classes)
     net = build(spec, weights).to(device)
     real = sorted({o for r in records for o in real_outputs(spec, r.classes)} | set(real_outputs(spec, train.classes)))
-    config = request.config
+    config = replace(request.config, seed=stream_seed)  # batch order; new masks derive theirs from it
     padding = [p.to(device) for p in padding_masks(net, config, MIN_CANDIDATES)]
     pool = [_Candidate(task) for task in range(len(records))]
     tensors = task_tensors(train, spec, device)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(stream_seed)
     stream = batches(len(tensors.targets), min(config.batch_size, len(tensors.targets)), generator, device)
     decisions: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -78,7 +80,7 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
     for candidate in trained:
         masks = candidate.trainer.masks()
         outcomes[id(candidate)] = (masks, accuracy(net, masks, test_tensors, real_outputs(spec, test.classes)))
-    committed_as = _commit_auto(request, trained, outcomes, train, seconds, records, weights_digest)
+    committed_as = _commit_auto(request, trained, outcomes, train, seconds, records, weights_digest, stream_seed)
     for decision in decisions:
         decision["mask"] = committed_as[id(pool[decision.pop("candidate")])][1]
     main = max(trained, key=lambda c: c.trainer.steps)
@@ -128,7 +130,7 @@ def _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks) 
 
 
 def _allocate(net: MaskedNet, pool: list[_Candidate], config: TrainConfig) -> _Candidate:
-    generator = torch.Generator().manual_seed(config.seed + len(pool))
+    generator = torch.Generator().manual_seed(prng.task_seed(config.seed, len(pool), "auto"))
     pool.append(_Candidate(None, MaskTrainer(net, config, initial_scores(net, config, None, generator))))
     return pool[-1]
 
@@ -140,7 +142,7 @@ def _packed_row(candidate: _Candidate, site: int, committed: list[torch.Tensor])
 
 
 def _commit_auto(request: LearnRequest, trained: list[_Candidate], outcomes: dict, train, seconds: float,
-                 records: list[TaskRecord], weights_digest: str) -> dict[int, tuple[str, int]]:
+                 records: list[TaskRecord], weights_digest: str, stream_seed: int) -> dict[int, tuple[str, int]]:
     """New masks become tasks; committed masks that were trained again are replaced, all at once.
     Returns each trained candidate's committed (name, index)."""
     committed_as: dict[int, tuple[str, int]] = {}
@@ -154,8 +156,8 @@ def _commit_auto(request: LearnRequest, trained: list[_Candidate], outcomes: dic
             masks, test_accuracy = outcomes[id(candidate)]
             kept = [m.numpy() for m in masks]
             density = tuple(float(m.float().mean()) for m in masks)
-            facts = {**asdict(request.config.resolved(current.spec)), "auto": True, "steps": candidate.trainer.steps,
-                     "train_seconds": round(seconds, 3)}
+            facts = {**asdict(request.config.resolved(current.spec)), "task_seed": stream_seed, "auto": True,
+                     "steps": candidate.trainer.steps, "train_seconds": round(seconds, 3)}
             if candidate.task is None:
                 name = unique_name(request.name or f"auto-{len(stored)}", taken)
                 record = TaskRecord(name=name, data=request.data.to_plain(), classes=train.classes,

@@ -18,7 +18,7 @@ from supsup_cli.errors import InvalidArgument
 from supsup_cli.evaluation import (EvalSet, Timed, all_real_outputs, fraction, gg_accuracy, gnu_accuracy,
                                    hopfield_accuracy)
 from supsup_cli.autolearn import learn_auto
-from supsup_cli.learn import LearnRequest, learn_task
+from supsup_cli.learn import LearnRequest, learn_tasks
 from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.reservoir import hopfield_store, reservoir_of
 from supsup_cli.storage import storage_report
@@ -238,21 +238,45 @@ def _storage(path: Path) -> dict[str, Any]:
 
 def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
                    listener: Listener) -> tuple[list[TaskData], list[float]]:
-    """The tasks to evaluate: those of an existing archive, or the suite's, trained now."""
-    if path.exists():
-        with archive.Archive(path) as opened:
-            records = opened.tasks[: config.tasks] if config.tasks else opened.tasks
-        if records:
-            return [TaskData.from_plain(r.data) for r in records], []
-    else:
+    """The tasks to evaluate: an existing archive's (all of them when --tasks is not given), or the
+    suite's, of which only those the archive does not hold yet are learned now (a resumed run)."""
+    if not path.exists():
         archive.create(path, registry.resolve(config.arch, config.output_size), seed=config.seed)
-    datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
-    listener.plan(len(datas) * config.steps * (3 if config.baselines else 1))
-    seconds = []
-    for index, data in enumerate(datas):
-        result = _learn(learn_task, path, data, config, device, listener, f"supermask {index + 1}/{len(datas)}")
+    with archive.Archive(path) as opened:
+        records, spec = opened.tasks, opened.spec
+    if config.tasks is None and records:
+        return [TaskData.from_plain(r.data) for r in records], []
+    wanted = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
+    held = records[: len(wanted)]
+    _check_resumable(path, spec, held, wanted, config)
+    missing = wanted[len(held):]
+    listener.plan(len(missing) * config.steps * (3 if config.baselines else 1))
+    training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget)
+    requests = [LearnRequest(path, data, training, device=str(device)) for data in missing]
+    seconds = [float(r.training.get("train_seconds", 0.0)) for r in held]
+
+    def started(position: int, request: LearnRequest) -> None:
+        listener.start(f"supermask {len(held) + position + 1}/{len(wanted)}", config.steps)
+
+    for result in learn_tasks(requests, lambda step, loss, acc: listener.advance(step), started):
         seconds.append(result["train_seconds"])
-    return datas, seconds
+    return wanted, seconds
+
+
+def _check_resumable(path: Path, spec: registry.ArchSpec, held: list, wanted: list[TaskData],
+                     config: BenchmarkConfig) -> None:
+    """A run goes on in an archive only if it holds the first tasks of the same run, learned alike."""
+    expected = registry.resolve(config.arch, config.output_size)
+    if (spec.name, spec.output_size) != (expected.name, expected.output_size):
+        raise InvalidArgument(f"{path} holds {spec.name} with {spec.output_size} outputs, not {expected.name} with "
+                              f"{expected.output_size}: it cannot go on with this run (give another --archive)")
+    for index, (record, data) in enumerate(zip(held, wanted)):
+        learned = {key: record.training.get(key) for key in ("steps", "density", "budget", "seed")}
+        asked = {"steps": config.steps, "density": config.density, "budget": config.budget, "seed": config.seed}
+        if TaskData.from_plain(record.data) != data or learned != asked:
+            raise InvalidArgument(
+                f"{path}: task {index} ({record.name}) was not learned by this run "
+                f"({learned} vs {asked} for {data.default_name()}); give another --archive or the same settings")
 
 
 def _learn(learn, path: Path, data: TaskData, config: BenchmarkConfig, device: torch.device, listener: Listener,
@@ -327,17 +351,20 @@ def _add_row(matrices: dict, inferred: dict, row: dict[str, tuple[list, list | N
 
 
 def _baselines(spec, weights, datas, evals, rows, config, steps, device, listener) -> dict[str, list]:
-    train_config = TrainConfig(steps=steps, seed=config.seed)
+    def train_config(index: int, data: TaskData) -> TrainConfig:  # the batches of that task's supermask
+        return TrainConfig(steps=steps, seed=prng.task_seed(config.seed, index, data.default_name(), config.seed))
+
     upper = []
     for j, (data, e) in enumerate(zip(datas, evals)):
         listener.start(f"upper bound {j + 1}/{len(datas)}", steps)
         net = baselines.fresh_dense(spec, weights, device)
-        baselines.train_dense(net, _train_tensors(data, spec, device), train_config, lambda s, *_: listener.advance(s))
+        baselines.train_dense(net, _train_tensors(data, spec, device), train_config(j, data),
+                              lambda s, *_: listener.advance(s))
         upper.append(_dense_accuracy(net, e))
     lower_net, lower = baselines.fresh_dense(spec, weights, device), []
     for i, data in enumerate(datas):
         listener.start(f"lower bound {i + 1}/{len(datas)}", steps)
-        baselines.train_dense(lower_net, _train_tensors(data, spec, device), train_config,
+        baselines.train_dense(lower_net, _train_tensors(data, spec, device), train_config(i, data),
                               lambda s, *_: listener.advance(s))
         if i + 1 in rows:
             lower.append(_pad([_dense_accuracy(lower_net, e) for e in evals[: i + 1]], len(evals)))

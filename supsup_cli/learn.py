@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from supsup_cli import archive, distributed, maskcodec, masks as masks_
+from supsup_cli import archive, distributed, maskcodec, masks as masks_, prng
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import DuplicateTask, InvalidArgument
-from supsup_cli.models import build, real_outputs
+from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.records import TaskRecord, check_name, mask_sha256
 from supsup_cli.registry import ArchSpec
 from supsup_cli.reservoir import reservoir_of, stored_reservoir
@@ -57,24 +58,50 @@ def check_request(request: LearnRequest) -> None:
 def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[str, Any] | None:
     """Train and commit one task. Under torchrun every rank trains; rank 0 alone evaluates and commits
     (the other ranks return None)."""
-    check_request(request)
-    with distributed.session(request.device) as device:
-        return _learn_task(request, device, progress if distributed.is_leader() else None)
+    results = list(learn_tasks([request], progress))
+    return results[0] if results else None
 
 
-def _learn_task(request: LearnRequest, device: torch.device, progress: Progress | None) -> dict[str, Any] | None:
+def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = None,
+                started: Callable[[int, LearnRequest], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Train and commit tasks one after another, each committed as soon as it is learned (a crash
+    loses at most the task in training); yields each committed task's report. The network and the
+    datasets are built once for the whole sequence. `started(position, request)` announces each task."""
+    for request in requests:
+        check_request(request)
+    if len({(r.path, r.device) for r in requests}) > 1:
+        raise InvalidArgument("tasks learned in one call share one archive and one device")
+    if not requests:
+        return
+    with distributed.session(requests[0].device) as device:
+        nets: dict[str, MaskedNet] = {}
+        for position, request in enumerate(requests):
+            if started is not None:
+                started(position, request)
+            result = _learn_task(request, device, progress if distributed.is_leader() else None, nets)
+            if result is not None:
+                yield result
+
+
+def _learn_task(request: LearnRequest, device: torch.device, progress: Progress | None,
+                nets: dict[str, MaskedNet]) -> dict[str, Any] | None:
     with archive.Archive(request.path) as current:
-        spec, weights, weights_digest = current.spec, current.base_weights(), current.weights_sha256
+        spec, weights_digest = current.spec, current.weights_sha256
+        if weights_digest not in nets:
+            nets.clear()
+            nets[weights_digest] = build(spec, current.base_weights()).to(device)
         name = request.name or request.data.default_name()
         if any(task.name == name for task in current.tasks):
             raise DuplicateTask(f"{request.path}: a task named {name!r} already exists (choose another --name)")
+        seed = prng.task_seed(current.seed, len(current.tasks), name, request.config.seed)
         previous_mean = _running_mean(current, device) if request.init == "mean" and current.tasks else None
     train = load_task(request.data, "train", request.data_dir)
     test = load_task(request.data, "test", request.data_dir)
     check_inputs(spec, train)
     check_outputs(spec, train.classes)
-    net = build(spec, weights).to(device)
-    trained = train_masks(net, task_tensors(train, spec, device), request.config, previous_mean, progress)
+    net = nets[weights_digest]
+    trained = train_masks(net, task_tensors(train, spec, device), replace(request.config, seed=seed), previous_mean,
+                          progress)
     if not distributed.all_succeeded() or not distributed.is_leader():
         return None
     test_accuracy = accuracy(net, trained.masks, task_tensors(test, spec, device), real_outputs(spec, test.classes))
@@ -83,8 +110,8 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
     record = TaskRecord(
         name=name, data=request.data.to_plain(), classes=train.classes, mean=train.mean, std=train.std,
         density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(masks),
-        training={**asdict(request.config.resolved(spec)), "init": request.init, "device": str(device),
-                  "ranks": distributed.world_size(), "train_seconds": round(trained.seconds, 3),
+        training={**asdict(request.config.resolved(spec)), "task_seed": seed, "init": request.init,
+                  "device": str(device), "ranks": distributed.world_size(), "train_seconds": round(trained.seconds, 3),
                   "final_loss": round(trained.final_loss, 6)},
     )
     index = _commit(request.path, record, masks, trained.stats, weights_digest)

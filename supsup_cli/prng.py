@@ -6,6 +6,8 @@ Base weights use streams 0, 1, ... (one per layer); task permutations use PERMUT
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -39,3 +41,16 @@ def permutation(seed: int, n: int) -> np.ndarray:
     """A permutation of range(n): indices sorted by their word of PERMUTATION_STREAM (ties by index)."""
     keys = stream_words(seed, PERMUTATION_STREAM, n)
     return np.argsort(keys, kind="stable")
+
+
+def task_seed(archive_seed: int, index: int, name: str, seed: int = 0) -> int:
+    """The seed of one task's initial scores and batch order: the first 8 bytes (little-endian) of
+    SHA-256 of "supsup-task/<archive seed>/<task index>/<task name>/<--seed>".
+
+    Every task must start from its own draw: tasks that share their initial scores end with masks
+    that agree on most bits, and the entropy gradient of their superposition then cannot tell them
+    apart (One-Shot H fails). The same command on the same archive still gives the same mask, and the
+    name keeps tasks trained in separate archives (to be merged) apart too.
+    """
+    key = f"supsup-task/{archive_seed}/{index}/{name}/{seed}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little")

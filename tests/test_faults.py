@@ -116,6 +116,8 @@ def test_full_disk_during_a_commit_leaves_the_archive_as_before(lenet_archive, r
     done = subprocess.run([sys.executable, "-m", "supsup_cli", "learn-task", str(lenet_archive), "--steps", "3"],
                           cwd=REPO, capture_output=True, text=True, preexec_fn=small_disk, timeout=120)
     assert done.returncode == 13, done.stderr
-    assert done.stderr.strip() == f"supsup: error: {lenet_archive}: no space left to write the archive; it is unchanged"
+    progress, error = done.stderr.strip().splitlines()
+    assert progress.startswith("learn-task: learning mnist")
+    assert error == f"supsup: error: {lenet_archive}: no space left to write the archive; it is unchanged"
     assert lenet_archive.read_bytes() == before
     assert not list(lenet_archive.parent.glob(".*.tmp"))

@@ -6,6 +6,7 @@ Engine modules that import torch are imported inside the commands that need them
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,9 +15,10 @@ import typer
 
 from supsup_cli.cli import interrupts, output
 from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, Json, Permute, Rotate,
-                                    task_data)
+                                    task_data, task_datas)
 from supsup_cli.data.images import export_examples
 from supsup_cli.data.tasks import load_task
+from supsup_cli.errors import InvalidArgument
 
 
 def learn(
@@ -40,7 +42,8 @@ def learn(
     = "uniform",
     init: Annotated[str, typer.Option(
         "--init", help="kaiming, or mean: start from the running mean of the archive's masks.")] = "kaiming",
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of score init and batch order.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Mixed with the archive's seed and the task's index "
+                                                           "and name into the seed of its scores and batches.")] = 0,
     auto: Annotated[bool, typer.Option("--auto", help="No task id: decide every --decide-every batches "
                                                      "whether to train a known mask or allocate a new one.")] = False,
     decide_every: Annotated[int, typer.Option("--decide-every", help="With --auto: batches between decisions.")]
@@ -53,41 +56,57 @@ def learn(
     data_dir: DataDir = None,
     json_: Json = False,
 ) -> None:
-    """Train one supermask for a task and commit it to the archive (nothing is committed on failure).
+    """Train a supermask per task and commit each to the archive as soon as it is learned (nothing of
+    a task is committed if it fails; the tasks before it stay committed).
+
+    --permute and --rotate take lists and ranges: one call learns many tasks, building the network
+    and loading the data once (--json: one object per task, per line).
 
     With --auto (scenario NNs) the data carries no task id: every --decide-every batches, One-Shot
     over the archive's masks decides whether the data belongs to a known mask (which is trained
     further) or needs a new one; the output lists each decision with its statistic and threshold.
 
     Example: supsup learn-task model.supsup --data mnist --permute 7
+    Example: supsup learn-task model.supsup --permute 1-250
     Example: supsup learn-task model.supsup --data mnist --permute 8 --auto --max-masks 100
     """
     from supsup_cli.autolearn import learn_auto
-    from supsup_cli.learn import LearnRequest, learn_task
+    from supsup_cli.learn import LearnRequest, learn_tasks
     from supsup_cli.training import TrainConfig
 
-    request = LearnRequest(
-        path=path, data=task_data(data, permute, rotate, classes), name=name, init=init, device=device,
-        data_dir=data_dir, config=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed,
-                           optimizer=optimizer, budget=density_budget),
-    )
-    started = time.perf_counter()
-    with output.progress_bar(f"learning {name or request.data.default_name()}", steps) as update:
-        def progress(step: int, loss: float, accuracy: float) -> None:
-            interrupts.check()
-            rate = step * batch_size / max(1e-9, time.perf_counter() - started)
-            update(step, loss=loss, acc=accuracy, **{"img/s": f"{rate:,.0f}"})
+    datas = task_datas(data, permute, rotate, classes)
+    if name is not None and len(datas) > 1:
+        raise InvalidArgument(f"--name names one task; --permute/--rotate name {len(datas)}")
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed, optimizer=optimizer,
+                         budget=density_budget)
+    requests = [LearnRequest(path=path, data=d, name=name, init=init, device=device, data_dir=data_dir, config=config)
+                for d in datas]
+    notes: list[str] = []
+    with _TaskProgress(len(requests), steps, batch_size) as progress:
+        if auto:
+            def each_auto():
+                for position, request in enumerate(requests):
+                    progress.started(position, request)
+                    yield learn_auto(request, decide_every, epsilon, max_masks, progress.step, notes)
 
-        notes: list[str] = []
-        result = learn_auto(request, decide_every, epsilon, max_masks, progress, notes) if auto else \
-            learn_task(request, progress)
+            results = each_auto()
+        else:
+            results = learn_tasks(requests, progress.step, progress.started)
+        for result in results:
+            progress.finished(result)
+            _show(result, auto, json_, first=result is not None and progress.done == 1)
     for message in notes:
         output.note(f"supsup: note: {message}")
+
+
+def _show(result: dict | None, auto: bool, json_: bool, first: bool) -> None:
     if result is None:  # a torchrun rank other than 0: rank 0 reports
         return
     if json_:
         output.emit_json(result)
         return
+    if not first:
+        output.emit_line("")
     output.emit_fields([(key, result[key]) for key in
                         ("index", "name", "test_accuracy", "train_seconds", "steps", "density")])
     if auto:
@@ -96,6 +115,55 @@ def learn(
         output.emit_table(["step", "candidates", "K*max(nu)", "threshold", "action", "mask"],
                           [[d["step"], d["candidates"], d["statistic"], d["threshold"], d["action"], d["mask"]]
                            for d in result["decisions"]])
+
+
+class _TaskProgress:
+    """A bar per task on a terminal; elsewhere (logs, CI) a line as each task starts and ends, with
+    the tasks done, tasks per minute and the time left."""
+
+    def __init__(self, tasks: int, steps: int, batch_size: int) -> None:
+        self.tasks, self.steps, self.batch_size = tasks, steps, batch_size
+        self.done = 0
+        self._bars = contextlib.ExitStack()
+        self._update = None
+
+    def __enter__(self) -> "_TaskProgress":
+        self._began = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bars.close()
+
+    def started(self, position: int, request) -> None:
+        interrupts.check()
+        self._bars.close()
+        label = request.name or request.data.default_name()
+        counted = f" ({position + 1}/{self.tasks})" if self.tasks > 1 else ""
+        self._update = self._bars.enter_context(output.progress_bar(f"learning {label}{counted}", self.steps))
+        self._task_began = time.perf_counter()
+        self._announce = f"learn-task: learning {label}{counted}" if not output.is_terminal() else None
+
+    def step(self, step: int, loss: float, accuracy: float) -> None:
+        interrupts.check()
+        if self._announce:  # once training runs: a task refused before it gets its error line alone
+            output.note(self._announce)
+            self._announce = None
+        rate = step * self.batch_size / max(1e-9, time.perf_counter() - self._task_began)
+        self._update(step, loss=loss, acc=accuracy, **{"img/s": f"{rate:,.0f}"})
+
+    def finished(self, result: dict | None) -> None:
+        self.done += 1
+        if result is not None and not output.is_terminal():
+            output.note(f"learn-task: committed {result['name']} as task {result['index']} "
+                        f"(test accuracy {result['test_accuracy']:.4f}){self._pace()}")
+
+    def _pace(self) -> str:
+        if self.tasks == 1 or not self.done:
+            return ""
+        elapsed = time.perf_counter() - self._began
+        per_minute = 60 * self.done / elapsed
+        left = elapsed / self.done * (self.tasks - self.done)
+        return f"; {self.done}/{self.tasks} done, {per_minute:.1f} tasks/min, about {output.duration(left)} left"
 
 
 def export(

@@ -26,6 +26,24 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def emit_line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def is_terminal() -> bool:
+    """Whether stderr is a terminal (progress bars) rather than a log (plain progress lines)."""
+    return sys.stderr.isatty()
+
+
+def duration(seconds: float) -> str:
+    """A time left as people read it: 40 s, 12 min, 2.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def emit_fields(fields: Sequence[tuple[str, Any]]) -> None:
     width = max((len(key) for key, _ in fields), default=0)
     for key, value in fields:
@@ -70,7 +88,7 @@ def progress_bar(description: str, total: int) -> Iterator[Any]:
 
     Yields `update(completed, **fields)`; `fields` appear after the bar (loss, accuracy...).
     """
-    if not sys.stderr.isatty():
+    if not is_terminal():
         yield lambda completed, **fields: None
         return
     columns = [

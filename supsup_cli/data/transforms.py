@@ -94,7 +94,7 @@ def permute(images: np.ndarray, seed: int) -> np.ndarray:
     """The same pixel permutation in every channel of [N, H, W] or [N, C, H, W] images."""
     pixels = images.shape[-1] * images.shape[-2]
     flat = images.reshape(-1, pixels)
-    return flat[:, prng.permutation(seed, pixels)].reshape(images.shape)
+    return np.take(flat, prng.permutation(seed, pixels), axis=1).reshape(images.shape)
 
 
 def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
