@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,13 @@ from typing import Any
 import torch
 
 from supsup_cli import (archive, baselines, device as device_, hopfield, inference, metrics, paper, prng, registry,
-                        speed)
+                        result_store, speed)
+from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
-from supsup_cli.evaluation import (EvalSet, Timed, all_real_outputs, fraction, gg_accuracy, gnu_accuracy,
-                                   hopfield_accuracy)
+from supsup_cli.evaluation import (EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy,
+                                   paper_gg_accuracy, paper_gnu_accuracy)
 from supsup_cli.autolearn import learn_auto
 from supsup_cli.learn import LearnRequest, learn_tasks
 from supsup_cli.models import MaskedNet, build, real_outputs
@@ -28,6 +30,8 @@ from supsup_cli.weights import base_weights
 SUITES = ("permuted-mnist", "rotated-mnist", "split-mnist", "split-cifar100")
 DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
 SPEED_KS = (10, 100, 1000)
+PROTOCOLS = ("per-image", "paper")
+BLOCK_IMAGES = 2048  # evaluation images inferred together: the masks' cost is shared by a block
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
 
 
@@ -51,6 +55,9 @@ class BenchmarkConfig:
     hopfield_steps: int | None = None  # None: hopfield.STEPS
     density: float | None = None  # top-k masks of this density (default: threshold masks)
     budget: str = "uniform"
+    protocols: tuple[str, ...] = ("per-image",)  # and/or "paper" (evaluation.paper_gnu_accuracy)
+    out: Path | None = None  # keep each evaluated checkpoint here (result_store), and resume from it
+    max_masks: int | None = None  # scenario NNs: the mask budget (the paper's Table 5: 2500)
 
     @property
     def gnu_methods(self) -> list[str]:
@@ -65,11 +72,12 @@ class BenchmarkConfig:
 class Listener:
     """Progress of a run; the CLI draws it, tests ignore it."""
 
-    def plan(self, total_steps: int) -> None:
-        """The training steps of the whole run, for an estimate of the time left."""
+    def plan(self, total_steps: int, total_work: float = 0.0) -> None:
+        """The training steps of the whole run and its evaluation work (checkpoint c weighs c * c:
+        about c tasks' images, each against c masks), for an estimate of the time left."""
 
-    def start(self, label: str, steps: int) -> None:
-        """A unit of work begins: training `steps` steps, or (steps 0) an evaluation."""
+    def start(self, label: str, steps: int, work: float = 0.0) -> None:
+        """A unit of work begins: training `steps` steps, or (steps 0) an evaluation weighing `work`."""
 
     def advance(self, step: int) -> None:
         """`step` steps of the current unit are done."""
@@ -131,6 +139,13 @@ def check_config(config: BenchmarkConfig) -> None:
             inference.check_choices(method, objective)
     if not config.methods or not config.objectives:
         raise InvalidArgument("give at least one --method and one --objective")
+    if not config.protocols or any(p not in PROTOCOLS for p in config.protocols):
+        raise InvalidArgument(f"--protocol must be per-image, paper or both, got {', '.join(config.protocols)}")
+    if "paper" in config.protocols and config.same_task:
+        raise InvalidArgument("--same-task infers one task per batch of 128 already; --protocol paper infers it "
+                              "from each batch's first image: choose one")
+    if config.max_masks is not None and config.scenario != "nns":
+        raise InvalidArgument("--max-masks is the mask budget of --scenario nns")
 
 
 @dataclass
@@ -140,10 +155,9 @@ class _Run:
     spec: registry.ArchSpec
     weights: list
     datas: list[TaskData]
-    evals: list[EvalSet]
+    evals: "EvalSets"
     steps: int
-    matrices: dict[str, list[list[float | None]]]
-    inferred: dict[str, list[list[float | None]]]
+    rows: "Rows"
     timers: dict[str, Timed]
     train_seconds: list[float]
     extra: dict[str, Any]
@@ -159,12 +173,13 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         scenario = _stream_without_task_ids if config.scenario == "nns" else _learn_then_evaluate
         run = scenario(path, config, device, listener)
     rows = checkpoints(len(run.datas))
-    matrices = dict(run.matrices)
     if config.baselines:
-        matrices.update(_baselines(run.spec, run.weights, run.datas, run.evals, rows, config, run.steps, device,
-                                   listener))
+        run.rows.add_baselines(_baselines(run.spec, run.weights, run.datas, run.evals, rows, config, run.steps,
+                                          device, listener))
     figures = paper.figures(config.suite, run.spec.name, run.spec.output_size, run.steps, config.scenario)
     net = build(run.spec, run.weights).to(device)
+    main = config.protocols[0]
+    summaries = {p: run.rows.summary(p) for p in config.protocols}
     return {
         "suite": config.suite,
         "scenario": config.scenario,
@@ -173,16 +188,25 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         "tasks": len(run.datas),
         "steps": run.steps,
         "eval_images": config.eval_images,
-        "eval_images_total": sum(len(e.labels) for e in run.evals),
+        "eval_images_total": run.rows.images_total,
         "same_task": config.same_task,
+        "protocols": list(config.protocols),
         "seed": config.seed,
         "device": str(device),
         "archive": str(config.archive) if config.archive else None,
         "checkpoints": rows,
-        "summary": {**_summary(matrices, run.inferred), **run.extra},
-        "by_checkpoint": {m: [_row_mean(row) for row in matrix] for m, matrix in matrices.items()},
-        "matrix": matrices,
-        "task_inference": run.inferred,
+        "summary": {**summaries[main],
+                    "avg_accuracy_by_protocol": {p: s["avg_accuracy"] for p, s in summaries.items()},
+                    "standard_error_by_protocol": {p: s["standard_error"] for p, s in summaries.items()},
+                    "task_inference_accuracy_by_protocol": {p: s["task_inference_accuracy"]
+                                                            for p, s in summaries.items()},
+                    **run.extra},
+        "by_checkpoint": run.rows.by_checkpoint(main),
+        "by_checkpoint_by_protocol": {p: run.rows.by_checkpoint(p) for p in config.protocols},
+        "matrix": run.rows.matrices[main],
+        "matrix_by_protocol": {p: run.rows.matrices[p] for p in config.protocols},
+        "task_inference": run.rows.inferred[main],
+        "task_inference_by_protocol": {p: run.rows.inferred[p] for p in config.protocols},
         "paper": {str(c): figures[c] for c in rows if c in figures},
         "speed": _speed(net, run.datas[0], config, device, run.train_seconds, len(run.datas), run.steps, run.timers),
     }
@@ -203,28 +227,86 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
         spec, weights, records = opened.spec, opened.base_weights(), opened.tasks[: len(datas)]
         packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
         stats = [opened.stats(t) for t in range(len(datas))] if spec.norm == "running" else None
-    evals = [EvalSet.of(load_task(data, "test"), config.eval_images, spec, device) for data in datas]
-    sup = inference.superposition(build(spec, weights).to(device), packed, all_real_outputs(evals), stats=stats)
-    matrices: dict[str, list] = {}
-    inferred: dict[str, list] = {}
+    evals = EvalSets(datas, config, spec, device)
+    real = sorted({o for r in records for o in real_outputs(spec, r.classes)})
+    sup = inference.superposition(build(spec, weights).to(device), packed, real, stats=stats)
+    store = _store(config, spec, path)
+    rows = Rows(config.protocols, len(datas))
     timers: dict[str, Timed] = {}
     for c in checkpoints(len(datas)):
-        listener.start(f"evaluating after {c} tasks", 0)
-        _add_row(matrices, inferred, _evaluate_row(sup.first(c), evals[:c], len(datas), config, timers))
+        digest = result_store.masks_digest([r.mask_sha256 or "" for r in records[:c]])
+        row = store.get(c, digest) if store else None
+        if row is None:
+            listener.start(f"evaluating after {c} tasks", 0, c * c)
+            row = _evaluate_row(sup.first(c), evals, c, config, timers)
+            if store:
+                store.put(c, digest, row)
+        rows.add(row)
     extra = {}
     if config.hopfield:
         listener.start("Hopfield recovery", 0)
         hopfield_store(path)
         with archive.Archive(path) as opened:
             reservoir = reservoir_of(opened)
-        extra["hopfield"] = hopfield_accuracy(sup, reservoir, evals, config.hopfield_steps or hopfield.STEPS)
-        matrices["hopfield"] = [_pad([t["recovered_accuracy"] for t in extra["hopfield"]["tasks"]], len(datas))]
-        matrices["explicit-masks"] = [_pad([t["explicit_accuracy"] for t in extra["hopfield"]["tasks"]], len(datas))]
-        for name in ("hopfield", "explicit-masks"):  # evaluated once, after the last task
-            matrices[name] = [[None] * len(datas)] * (len(checkpoints(len(datas))) - 1) + matrices[name]
+        extra["hopfield"] = hopfield_accuracy(sup, reservoir, evals.all(), config.hopfield_steps or hopfield.STEPS)
+        for name, key in (("hopfield", "recovered_accuracy"), ("explicit-masks", "explicit_accuracy")):
+            rows.add_final(name, [t[key] for t in extra["hopfield"]["tasks"]])  # evaluated after the last task only
     steps = int(records[0].training.get("steps", config.steps))
     extra["storage"] = _storage(path)
-    return _Run(spec, weights, datas, evals, steps, matrices, inferred, timers, train_seconds, extra)
+    return _Run(spec, weights, datas, evals, steps, rows, timers, train_seconds, extra)
+
+
+def _store(config: BenchmarkConfig, spec: registry.ArchSpec, path: Path) -> result_store.ResultStore | None:
+    """Where evaluated checkpoints are kept (--out), with the settings their rows depend on."""
+    if config.out is None:
+        return None
+    with archive.Archive(path) as opened:
+        weights_digest = opened.weights_sha256
+    settings = {"suite": config.suite, "scenario": config.scenario, "arch": spec.name,
+                "output_size": spec.output_size, "weights_sha256": weights_digest, "eval_images": config.eval_images,
+                "methods": sorted(config.gnu_methods), "same_task": config.same_task,
+                "protocols": sorted(config.protocols), "seed": config.seed}
+    return result_store.ResultStore(config.out, settings)
+
+
+class EvalSets:
+    """Each task's evaluation images (its own draw of --eval-images, or its whole test split), built
+    when first needed and kept within a memory budget, so that memory does not grow with the tasks."""
+
+    BUDGET_BYTES = 512 * 1024 * 1024
+
+    def __init__(self, datas: list[TaskData], config: BenchmarkConfig, spec: registry.ArchSpec,
+                 device: torch.device) -> None:
+        self.datas, self.count, self.spec, self.device = datas, config.eval_images, spec, device
+        self.seeds = [prng.task_seed(config.seed, j, f"{d.default_name()}/evaluation", config.seed)
+                      for j, d in enumerate(datas)]
+        self._kept: OrderedDict[int, EvalSet] = OrderedDict()
+
+    def __getitem__(self, task: int) -> EvalSet:
+        if task in self._kept:
+            self._kept.move_to_end(task)
+            return self._kept[task]
+        made = EvalSet.of_task(self.datas[task], self.count, self.seeds[task], self.spec, self.device)
+        self._kept[task] = made
+        while len(self._kept) > 1 and sum(e.x.numel() * 4 for e in self._kept.values()) > self.BUDGET_BYTES:
+            self._kept.popitem(last=False)
+        return made
+
+    def all(self) -> list[EvalSet]:
+        return [self[j] for j in range(len(self.datas))]
+
+    def blocks(self, count: int) -> list[list[int]]:
+        """Tasks 0..count-1 in runs of consecutive tasks of at most BLOCK_IMAGES images (one at least)."""
+        blocks: list[list[int]] = [[]]
+        images = 0
+        for task in range(count):
+            size = len(self[task].labels)
+            if blocks[-1] and images + size > BLOCK_IMAGES:
+                blocks.append([])
+                images = 0
+            blocks[-1].append(task)
+            images += size
+        return blocks
 
 
 def _storage(path: Path) -> dict[str, Any]:
@@ -250,7 +332,8 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     held = records[: len(wanted)]
     _check_resumable(path, spec, held, wanted, config)
     missing = wanted[len(held):]
-    listener.plan(len(missing) * config.steps * (3 if config.baselines else 1))
+    listener.plan(len(missing) * config.steps * (3 if config.baselines else 1),
+                  sum(c * c for c in checkpoints(len(wanted))))
     training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget)
     requests = [LearnRequest(path, data, training, device=str(device)) for data in missing]
     seconds = [float(r.training.get("train_seconds", 0.0)) for r in held]
@@ -279,14 +362,6 @@ def _check_resumable(path: Path, spec: registry.ArchSpec, held: list, wanted: li
                 f"({learned} vs {asked} for {data.default_name()}); give another --archive or the same settings")
 
 
-def _learn(learn, path: Path, data: TaskData, config: BenchmarkConfig, device: torch.device, listener: Listener,
-           label: str) -> dict[str, Any]:
-    listener.start(label, config.steps)
-    training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget)
-    return learn(LearnRequest(path, data, training, device=str(device)),
-                 progress=lambda step, loss, acc: listener.advance(step))
-
-
 def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.device, listener: Listener) -> _Run:
     """Scenario NNs: the tasks arrive as one stream, never labelled; masks are allocated when uncertain."""
     if path.exists():
@@ -294,31 +369,34 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
     spec = registry.resolve(config.arch, config.output_size)
     archive.create(path, spec, seed=config.seed)
     datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
-    evals = [EvalSet.of(load_task(data, "test"), config.eval_images, spec, device) for data in datas]
-    rows = checkpoints(len(datas))
-    listener.plan(len(datas) * config.steps * (3 if config.baselines else 1))
-    matrices: dict[str, list] = {}
-    inferred: dict[str, list] = {}
+    evals = EvalSets(datas, config, spec, device)
+    real = sorted({o for d in datas for o in real_outputs(spec, d.task_classes(datasets.spec_of(d.dataset).num_classes))})
+    listener.plan(len(datas) * config.steps * (3 if config.baselines else 1),
+                  sum(c * c for c in checkpoints(len(datas))))
+    rows = Rows(config.protocols, len(datas))
     timers: dict[str, Timed] = {}
     mapping, trained_on, seconds = [], [], []
     for index, data in enumerate(datas):
-        result = _learn(learn_auto, path, data, config, device, listener, f"stream {index + 1}/{len(datas)}")
+        listener.start(f"stream {index + 1}/{len(datas)}", config.steps)
+        training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget)
+        result = learn_auto(LearnRequest(path, data, training, device=str(device)), max_masks=config.max_masks,
+                            progress=lambda step, loss, acc: listener.advance(step))
         seconds.append(result["train_seconds"])
         trained_on.append(_steps_by_mask(result["decisions"], config.steps))
         mapping.append(max(trained_on[-1], key=trained_on[-1].get))
-        if index + 1 in rows:
-            listener.start(f"evaluating after {index + 1} tasks", 0)
+        if index + 1 in checkpoints(len(datas)):
+            listener.start(f"evaluating after {index + 1} tasks", 0, (index + 1) ** 2)
             with archive.Archive(path) as opened:
                 weights, packed = opened.base_weights(), [torch.from_numpy(p) for p in opened.packed_masks()]
-            sup = inference.superposition(build(spec, weights).to(device), packed, all_real_outputs(evals))
-            _add_row(matrices, inferred, _evaluate_row(sup, evals[: index + 1], len(datas), config, timers, mapping))
+            sup = inference.superposition(build(spec, weights).to(device), packed, real)
+            rows.add(_evaluate_row(sup, evals, index + 1, config, timers, mapping))
     extra = {
         "masks_allocated": int(packed[0].shape[0]),
         "task_to_mask": mapping,
         "one_mask_per_task": all(len(t) == 1 for t in trained_on) and len(set(mapping)) == len(mapping),
         "steps_by_mask": [{str(m): s for m, s in t.items()} for t in trained_on],
     }
-    return _Run(spec, weights, datas, evals, config.steps, matrices, inferred, timers, seconds, extra)
+    return _Run(spec, weights, datas, evals, config.steps, rows, timers, seconds, extra)
 
 
 def _steps_by_mask(decisions: list[dict[str, Any]], steps: int) -> dict[int, int]:
@@ -329,25 +407,88 @@ def _steps_by_mask(decisions: list[dict[str, Any]], steps: int) -> dict[int, int
     return counts
 
 
-def _evaluate_row(sup: inference.Superposition, evals: list[EvalSet], total: int, config: BenchmarkConfig,
-                  timers: dict[str, Timed], masks: list[int] | None = None) -> dict[str, tuple[list, list | None]]:
-    """Accuracy on each task so far: GG (its own mask) and each GNu method (mask inferred per image)."""
-    timers["gg"] = Timed()  # each row replaces the last: the speed section reports inference at the run's k
-    row = {"gg": ([gg_accuracy(sup, j if masks is None else masks[j], e, timers["gg"])
-                   for j, e in enumerate(evals)], None)}
-    for name in config.gnu_methods:
-        method, objective = name.split("/")
-        timers[name] = Timed()
-        row[name] = gnu_accuracy(sup, evals, method, objective, config.same_task, timers[name], masks)
-    return {name: (_pad(accuracy, total), None if found is None else _pad(found, total))
-            for name, (accuracy, found) in row.items()}
+def _evaluate_row(sup: inference.Superposition, evals: EvalSets, count: int, config: BenchmarkConfig,
+                  timers: dict[str, Timed], masks: list[int] | None = None) -> dict[str, Any]:
+    """Accuracy on each of the first `count` tasks, per protocol: GG (its own mask) and each GNu method.
 
+    Returns {"images": [n_j], protocol: {method: {"accuracy": [...], "task": [...] or None}}}; the
+    timers get the images and seconds of each method (per-image protocol)."""
+    masks = list(range(count)) if masks is None else masks
+    shared_labels = config.scenario == "nns"
+    row: dict[str, Any] = {"images": [], **{p: {} for p in config.protocols}}
 
-def _add_row(matrices: dict, inferred: dict, row: dict[str, tuple[list, list | None]]) -> None:
-    for name, (accuracy, found) in row.items():
-        matrices.setdefault(name, []).append(accuracy)
+    def extend(protocol: str, name: str, accuracy: list[float], found: list[float] | None) -> None:
+        entry = row[protocol].setdefault(name, {"accuracy": [], "task": None if found is None else []})
+        entry["accuracy"] += accuracy
         if found is not None:
-            inferred.setdefault(name, []).append(found)
+            entry["task"] += found
+
+    for name in ["gg", *config.gnu_methods]:
+        timers[name] = Timed()  # each row replaces the last: the speed section reports inference at the run's k
+    for block in evals.blocks(count):
+        sets = [evals[j] for j in block]
+        own = [masks[j] for j in block]
+        row["images"] += [len(e.labels) for e in sets]
+        if "per-image" in config.protocols:
+            extend("per-image", "gg", [gg_accuracy(sup, m, e, timers["gg"]) for m, e in zip(own, sets)], None)
+        if "paper" in config.protocols:
+            extend("paper", "gg", [paper_gg_accuracy(sup, m, e) for m, e in zip(own, sets)], None)
+        for name in config.gnu_methods:
+            method, objective = name.split("/")
+            if "per-image" in config.protocols:
+                extend("per-image", name, *gnu_accuracy(sup, sets, method, objective, config.same_task, timers[name],
+                                                        own))
+            if "paper" in config.protocols:
+                seeds = [evals.seeds[j] for j in block]
+                extend("paper", name, *paper_gnu_accuracy(sup, sets, method, objective, Timed(), seeds, own,
+                                                          shared_labels))
+    return row
+
+
+class Rows:
+    """The accuracy matrices of a run, per protocol and method: a row per checkpoint, a column per task."""
+
+    def __init__(self, protocols: tuple[str, ...], total: int) -> None:
+        self.protocols, self.total = protocols, total
+        self.matrices: dict[str, dict[str, list]] = {p: {} for p in protocols}
+        self.inferred: dict[str, dict[str, list]] = {p: {} for p in protocols}
+        self.images: list[int] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.images = row["images"]
+        for protocol in self.protocols:
+            for name, entry in row[protocol].items():
+                self.matrices[protocol].setdefault(name, []).append(_pad(entry["accuracy"], self.total))
+                if entry["task"] is not None:
+                    self.inferred[protocol].setdefault(name, []).append(_pad(entry["task"], self.total))
+
+    def add_final(self, name: str, accuracy: list[float]) -> None:
+        """A method evaluated after the last task only (the rows before stay empty)."""
+        checkpoints_before = len(next(iter(self.matrices[self.protocols[0]].values()))) - 1
+        for protocol in self.protocols:
+            self.matrices[protocol][name] = [[None] * self.total] * checkpoints_before + [_pad(accuracy, self.total)]
+
+    def add_baselines(self, matrices: dict[str, list]) -> None:
+        """Baselines are evaluated with the task given, in the same way under every protocol."""
+        for protocol in self.protocols:
+            self.matrices[protocol].update(matrices)
+
+    @property
+    def images_total(self) -> int:
+        return sum(self.images)
+
+    def by_checkpoint(self, protocol: str) -> dict[str, list[float | None]]:
+        return {m: [_row_mean(row) for row in matrix] for m, matrix in self.matrices[protocol].items()}
+
+    def summary(self, protocol: str) -> dict[str, dict[str, float | None]]:
+        matrices, inferred = self.matrices[protocol], self.inferred[protocol]
+        return {
+            "avg_accuracy": {m: metrics.average_accuracy(matrix) for m, matrix in matrices.items()},
+            "standard_error": {m: metrics.standard_error(matrix[-1], self.images) for m, matrix in matrices.items()},
+            "task_inference_accuracy": {m: metrics.average_accuracy(matrix) for m, matrix in inferred.items()},
+            "forgetting": {m: metrics.forgetting(matrix) for m, matrix in matrices.items()},
+            "backward_transfer": {m: metrics.backward_transfer(matrix) for m, matrix in matrices.items()},
+        }
 
 
 def _baselines(spec, weights, datas, evals, rows, config, steps, device, listener) -> dict[str, list]:
@@ -355,20 +496,20 @@ def _baselines(spec, weights, datas, evals, rows, config, steps, device, listene
         return TrainConfig(steps=steps, seed=prng.task_seed(config.seed, index, data.default_name(), config.seed))
 
     upper = []
-    for j, (data, e) in enumerate(zip(datas, evals)):
+    for j, data in enumerate(datas):
         listener.start(f"upper bound {j + 1}/{len(datas)}", steps)
         net = baselines.fresh_dense(spec, weights, device)
         baselines.train_dense(net, _train_tensors(data, spec, device), train_config(j, data),
                               lambda s, *_: listener.advance(s))
-        upper.append(_dense_accuracy(net, e))
-    lower_net, lower = baselines.fresh_dense(spec, weights, device), []
+        upper.append(_dense_accuracy(net, evals[j]))
+    lower_net, lower = baselines.SeparateHeads(spec, weights, device), []
     for i, data in enumerate(datas):
         listener.start(f"lower bound {i + 1}/{len(datas)}", steps)
-        baselines.train_dense(lower_net, _train_tensors(data, spec, device), train_config(i, data),
-                              lambda s, *_: listener.advance(s))
+        lower_net.train_task(_train_tensors(data, spec, device), train_config(i, data),
+                             lambda s, *_: listener.advance(s))
         if i + 1 in rows:
-            lower.append(_pad([_dense_accuracy(lower_net, e) for e in evals[: i + 1]], len(evals)))
-    return {"upper-bound": [_pad(upper[:c], len(evals)) for c in rows], "lower-bound": lower}
+            lower.append(_pad([_dense_accuracy(lower_net.with_head(j), evals[j]) for j in range(i + 1)], len(datas)))
+    return {"upper-bound": [_pad(upper[:c], len(datas)) for c in rows], "lower-bound": lower}
 
 
 def _train_tensors(data: TaskData, spec, device):
@@ -378,15 +519,6 @@ def _train_tensors(data: TaskData, spec, device):
 def _dense_accuracy(net, e: EvalSet) -> float:
     best = baselines.dense_predictions(net, e.x, e.outputs)
     return fraction(torch.tensor(e.classes, device=e.x.device)[best] == e.labels)
-
-
-def _summary(matrices: dict, inferred: dict) -> dict[str, dict[str, float | None]]:
-    return {
-        "avg_accuracy": {m: metrics.average_accuracy(matrix) for m, matrix in matrices.items()},
-        "task_inference_accuracy": {m: metrics.average_accuracy(matrix) for m, matrix in inferred.items()},
-        "forgetting": {m: metrics.forgetting(matrix) for m, matrix in matrices.items()},
-        "backward_transfer": {m: metrics.backward_transfer(matrix) for m, matrix in matrices.items()},
-    }
 
 
 def _speed(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: torch.device,

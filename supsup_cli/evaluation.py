@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import hopfield, inference
-from supsup_cli.data.tasks import TaskExamples
+from supsup_cli import hopfield, inference, prng
+from supsup_cli.data.tasks import TaskExamples, load_task
+from supsup_cli.data.transforms import TaskData
 from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
 from supsup_cli.registry import ArchSpec
 
@@ -37,9 +38,26 @@ class EvalSet:
                        torch.from_numpy(examples.labels[rows]).to(device),
                        examples.classes, tuple(real_outputs(spec, examples.classes)))
 
+    @staticmethod
+    def of_task(data: TaskData, count: int | None, seed: int, spec: ArchSpec, device: torch.device) -> "EvalSet":
+        """A task's own `count` test images (or all of them): one drawn in each of `count` equal parts
+        of the split, by a draw that is the task's own (`seed`), so that tasks' difficulty averages out."""
+        pick = None if count is None else (lambda total: sample_rows(total, count, seed))
+        return EvalSet.of(load_task(data, "test", pick=pick), None, spec, device)
+
     def predicted_classes(self, logits: torch.Tensor) -> torch.Tensor:
         best = logits[:, list(self.outputs)].argmax(1)
         return torch.tensor(self.classes, device=logits.device)[best]
+
+
+def sample_rows(total: int, count: int, seed: int) -> np.ndarray:
+    """`count` of range(total), increasing: row i is drawn uniformly from [i * total // count,
+    (i + 1) * total // count) by word i of stream 0 of the generator (prng) seeded with `seed`."""
+    if count >= total:
+        return np.arange(total)
+    edges = np.arange(count + 1, dtype=np.int64) * total // count
+    words = prng.stream_words(seed, 0, count)
+    return edges[:-1] + (words % (edges[1:] - edges[:-1]).astype(np.uint64)).astype(np.int64)
 
 
 def all_real_outputs(evals: list[EvalSet]) -> list[int]:
@@ -93,6 +111,54 @@ def gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str
         accuracies.append(fraction(right_task & (predicted == e.labels)))
         task_accuracies.append(fraction(right_task))
     return accuracies, task_accuracies
+
+
+def paper_gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str, kind: str, timer: Timed,
+                       seeds: list[int], masks: list[int] | None = None,
+                       shared_labels: bool = False) -> tuple[list[float], list[float]]:
+    """The paper's code's GNu: each task's images in shuffled batches of SAME_TASK_BATCH, the task
+    inferred from the first image of each batch and applied to the whole batch, the class the
+    arg-max over all s outputs. Per task j: accuracy, and the share of its images whose batch got
+    the right task. Without task ids (scenario NNs, `shared_labels`), an image counts when its
+    class is right, whichever mask answered.
+
+    The batch order of task j is a permutation drawn by torch's generator seeded with `seeds[j]`."""
+    orders = [torch.randperm(len(e.labels), generator=torch.Generator().manual_seed(seed)).to(e.x.device)
+              for e, seed in zip(evals, seeds)]
+    batches = [order.split(SAME_TASK_BATCH) for order in orders]
+    started = time.perf_counter()
+    firsts = torch.cat([e.x[torch.stack([b[0] for b in bs])] for e, bs in zip(evals, batches)])
+    chosen_per_batch = inference.infer_tasks(sup, firsts, method, kind).tolist()
+    accuracies, task_accuracies, position = [], [], 0
+    for j, (e, bs) in enumerate(zip(evals, batches)):
+        truth = j if masks is None else masks[j]
+        chosen = torch.cat([torch.full((len(b),), chosen_per_batch[position + i], device=e.x.device)
+                            for i, b in enumerate(bs)])
+        position += len(bs)
+        order = torch.cat(bs)
+        logits = inference.task_logits(sup, e.x[order], chosen)
+        targets = torch.tensor(e.outputs, device=e.x.device)[_class_positions(e, e.labels[order])]
+        right_class = logits.argmax(1) == targets
+        right_task = chosen == truth
+        accuracies.append(fraction(right_class if shared_labels else right_task & right_class))
+        task_accuracies.append(fraction(right_task))
+    timer.add(sum(len(e.labels) for e in evals), time.perf_counter() - started)
+    return accuracies, task_accuracies
+
+
+def paper_gg_accuracy(sup: inference.Superposition, task: int, evals: EvalSet) -> float:
+    """Task given, class the arg-max over all s outputs (the paper's code)."""
+    chosen = torch.full((len(evals.labels),), task, device=evals.x.device)
+    logits = inference.task_logits(sup, evals.x, chosen)
+    targets = torch.tensor(evals.outputs, device=evals.x.device)[_class_positions(evals, evals.labels)]
+    return fraction(logits.argmax(1) == targets)
+
+
+def _class_positions(evals: EvalSet, labels: torch.Tensor) -> torch.Tensor:
+    """Each label's position among the task's classes."""
+    lookup = torch.full((max(evals.classes) + 1,), -1, dtype=torch.int64, device=labels.device)
+    lookup[list(evals.classes)] = torch.arange(len(evals.classes), device=labels.device)
+    return lookup[labels]
 
 
 def fraction(hits: torch.Tensor) -> float:

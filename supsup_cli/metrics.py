@@ -8,6 +8,11 @@ first(j) the first row at which task j had been learned:
     forgetting           F = mean_j ( max_{r < last, j learned} R[r][j] - R[last][j] )   over j < c_{last-1}
     backward transfer  BWT = mean_j ( R[last][j] - R[first(j)][j] )                 over j < c_{last-1}
 
+The standard error of A, with n_j test images scored on task j, is
+    SE = sqrt( sum_j R[last][j] (1 - R[last][j]) / n_j ) / T
+(each task's accuracy a binomial proportion; the paper protocol's images are scored in batches
+that share one inferred task, so there it is a lower bound).
+
 F and BWT average over the tasks learned before the last checkpoint; with a single checkpoint
 they are None. When every task is a checkpoint, first(j) is "right after learning j" and these
 are the usual definitions (Lopez-Paz and Ranzato 2017; Chaudhry et al. 2018).
@@ -15,6 +20,7 @@ are the usual definitions (Lopez-Paz and Ranzato 2017; Chaudhry et al. 2018).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 Matrix = Sequence[Sequence[float | None]]
@@ -23,6 +29,13 @@ Matrix = Sequence[Sequence[float | None]]
 def average_accuracy(matrix: Matrix) -> float:
     last = [value for value in matrix[-1] if value is not None]
     return sum(last) / len(last)
+
+
+def standard_error(last_row: Sequence[float | None], images: Sequence[int]) -> float | None:
+    pairs = [(a, n) for a, n in zip(last_row, images) if a is not None and n]
+    if not pairs:
+        return None
+    return math.sqrt(sum(a * (1 - a) / n for a, n in pairs)) / len(pairs)
 
 
 def forgetting(matrix: Matrix) -> float | None:

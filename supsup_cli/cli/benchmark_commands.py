@@ -40,9 +40,15 @@ def benchmark(
     = False,
     hopfield_steps: Annotated[int | None, typer.Option(
         "--hopfield-steps", min=1, help="Recovery steps over batches of 64 (default 100; the paper: about 30).")] = None,
+    protocol: Annotated[str, typer.Option(
+        "--protocol", help="per-image (each image's task inferred on its own, class among the task's outputs), "
+                           "paper (the paper's code: the task inferred from the first image of each shuffled "
+                           "batch of 128, class the arg-max over all s outputs), or both.")] = "per-image",
+    max_masks: Annotated[int | None, typer.Option(
+        "--max-masks", min=1, help="With --scenario nns: the mask budget (the paper's Table 5: 2500).")] = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="Keep the archive here; evaluate it if it has "
                                                                    "tasks.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write results.json, matrix.csv, accuracy.png.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write results.json, matrix.csv, accuracy.png; keep each evaluated checkpoint in OUT/checkpoints/, so that a rerun evaluates only the missing ones.")] = None,
     baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="Train the upper and lower bound.")]
     = True,
     fail_under: Annotated[float | None, typer.Option(
@@ -77,7 +83,8 @@ def benchmark(
                 methods=tuple(method or ("one-shot", "binary")), objectives=tuple(objective or ("entropy", "g")),
                 same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
-                hopfield_steps=hopfield_steps, density=density, budget=density_budget)
+                hopfield_steps=hopfield_steps, density=density, budget=density_budget,
+                protocols=engine.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks)
             results = engine.run_benchmark(config, listener)
     if out is not None:
         for path in report.write_files(results, out):
@@ -109,43 +116,60 @@ class _BarListener:
                                  console=Console(file=sys.stderr), transient=True)
             self._bar.start()
             self._run = self._bar.add_task("benchmark", total=None)
-            self._unit = self._bar.add_task("", total=None)
+            self._unit_task = self._bar.add_task("", total=None)
         self._done_before = 0
         self._current = 0
         self._total = 0
-        self._started = time.perf_counter()
+        self._work_total = 0.0
+        self._work_done = 0.0
+        self._spent = {"train": 0.0, "eval": 0.0}
+        self._unit = ("train", 0.0)
+        self._unit_began = self._started = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
 
-    def plan(self, total_steps: int) -> None:
+    def plan(self, total_steps: int, total_work: float = 0.0) -> None:
         self._total = total_steps
+        self._work_total = total_work
         if self._bar is not None:
             self._bar.update(self._run, total=total_steps)
 
-    def start(self, label: str, steps: int) -> None:
+    def start(self, label: str, steps: int, work: float = 0.0) -> None:
         interrupts.check()
+        now = time.perf_counter()
+        kind, unit_work = self._unit
+        self._spent[kind] += now - self._unit_began
+        if kind == "eval":
+            self._work_done += unit_work
         self._done_before += self._current
         self._current = 0
+        self._unit, self._unit_began = ("train" if steps else "eval", work), now
         if self._bar is not None:
-            self._bar.update(self._unit, description=label, total=steps or None, completed=0)
+            self._bar.update(self._unit_task, description=label, total=steps or None, completed=0)
             self._bar.update(self._run, completed=self._done_before)
         else:
             output.note(f"benchmark: {label}{self._time_left()}")
 
     def _time_left(self) -> str:
-        """Logs and CI have no bar, so each unit gets a line with the same estimate the bar shows."""
+        """Logs and CI have no bar, so each unit gets a line: training and evaluation are each
+        extrapolated from their own pace so far (evaluation before any is done: not estimated)."""
         elapsed = time.perf_counter() - self._started
         if not self._total or not self._done_before:
             return f" ({elapsed:.0f} s elapsed)"
-        left = elapsed * max(self._total - self._done_before, 0) / self._done_before
-        return f" ({elapsed:.0f} s elapsed, about {left:.0f} s left)"
+        left = self._spent["train"] * max(self._total - self._done_before, 0) / self._done_before
+        work_left = max(self._work_total - self._work_done, 0.0)
+        if work_left and not self._work_done:
+            return f" ({elapsed:.0f} s elapsed, about {output.duration(left)} of training left, then evaluation)"
+        if work_left:
+            left += self._spent["eval"] * work_left / self._work_done
+        return f" ({elapsed:.0f} s elapsed, about {output.duration(left)} left)"
 
     def advance(self, step: int) -> None:
         interrupts.check()
         self._current = step
         if self._bar is not None:
-            self._bar.update(self._unit, completed=step)
+            self._bar.update(self._unit_task, completed=step)
             self._bar.update(self._run, completed=self._done_before + step)

@@ -20,16 +20,11 @@ def show(results: dict[str, Any]) -> None:
     rows = results["checkpoints"][-SHOWN_CHECKPOINTS:]
     positions = [results["checkpoints"].index(c) for c in rows]
     summary = results["summary"]
-    table = []
-    for method, means in results["by_checkpoint"].items():
-        cells = [_percent(means[p]) + _paper(results, c, method) for p, c in zip(positions, rows)]
-        table.append([method, *cells, _percent(summary["task_inference_accuracy"].get(method)),
-                      _percent(summary["forgetting"][method]), _percent(summary["backward_transfer"][method])])
-    output.emit_table(["method", *[f"after {c}" for c in rows], "task inf.", "forgetting", "BWT"], table,
-                      title=f"{results['suite']}, {results['arch']} (s={results['output_size']}), "
-                            f"{results['steps']} steps a task, "
-                            f"{results['eval_images'] or 'all'} test images a task; "
-                            "accuracy %, paper in brackets")
+    protocols = results.get("protocols", ["per-image"])
+    for protocol in protocols:
+        _show_protocol(results, protocol, rows, positions)
+    if "paper" not in protocols and results["paper"]:
+        output.emit_line("(the paper's figures are comparable with --protocol paper, which prints them beside its own)")
     if "hopfield" in summary:
         hop = summary["hopfield"]
         output.emit_fields([
@@ -67,6 +62,30 @@ def show(results: dict[str, Any]) -> None:
     ])
 
 
+def _show_protocol(results: dict[str, Any], protocol: str, rows: list[int], positions: list[int]) -> None:
+    summary = results["summary"]
+    main = protocol == results.get("protocols", ["per-image"])[0]
+    standard_errors = summary["standard_error_by_protocol"][protocol] if "standard_error_by_protocol" in summary \
+        else summary.get("standard_error", {})
+    means = results["by_checkpoint_by_protocol"][protocol] if "by_checkpoint_by_protocol" in results \
+        else results["by_checkpoint"]
+    with_paper = protocol == "paper"
+    table = []
+    for method, by_row in means.items():
+        cells = [_percent(by_row[p]) + (_paper(results, c, method) if with_paper else "") for p, c in zip(positions, rows)]
+        inferred = summary.get("task_inference_accuracy_by_protocol", {protocol: summary["task_inference_accuracy"]}
+                               )[protocol].get(method)
+        table.append([method, *cells, _percent(standard_errors.get(method)), _percent(inferred),
+                      _percent(summary["forgetting"][method]) if main else "-",
+                      _percent(summary["backward_transfer"][method]) if main else "-"])
+    how = ("each image's task inferred on its own, class among the task's outputs" if protocol == "per-image" else
+           "the paper's protocol: task from each batch's first image, class over all outputs; paper in brackets")
+    output.emit_table(["method", *[f"after {c}" for c in rows], "s.e.", "task inf.", "forgetting", "BWT"], table,
+                      title=f"{results['suite']}, {results['arch']} (s={results['output_size']}), "
+                            f"{results['steps']} steps a task, "
+                            f"{results['eval_images'] or 'all'} test images a task; accuracy %, {how}")
+
+
 def _show_speed_suite(results: dict[str, Any]) -> None:
     columns = ["k", "gg", "one-shot", "binary", "exhaustive", "peak MiB"]
     output.emit_table(columns, [[row["k"], *[_number(row[c]) for c in columns[1:5]], _number(row["peak_memory_mib"])]
@@ -88,13 +107,13 @@ def write_files(results: dict[str, Any], out: Path) -> list[Path]:
                 for checkpoint, row in zip(results["checkpoints"], matrix):
                     writer.writerows([method, checkpoint, task, value]
                                      for task, value in enumerate(row) if value is not None)
-        plotted = _plot(results, out / "accuracy.png")
-        if plotted:
-            written.append(plotted)
+        written += _plot(results, out)
     return written
 
 
-def _plot(results: dict[str, Any], path: Path) -> Path | None:
+def _plot(results: dict[str, Any], out: Path) -> list[Path]:
+    """accuracy.png (average accuracy against tasks learned, with the paper's points) and matrix.png
+    (the accuracy matrix of the first inference method as a heatmap)."""
     try:
         import matplotlib
 
@@ -102,18 +121,49 @@ def _plot(results: dict[str, Any], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         output.note("supsup: note: matplotlib is not installed, so no accuracy.png (pip install 'supsup[plot]')")
-        return None
+        return []
+    written = [_plot_curves(plt, results, out / "accuracy.png")]
+    if results["checkpoints"]:
+        written.append(_plot_matrix(plt, results, out / "matrix.png"))
+    return written
+
+
+STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"), ("X", "-."), ("*", ":")]
+
+
+def _plot_curves(plt, results: dict[str, Any], path: Path) -> Path:
     curves = results["summary"].get("hopfield", {}).get("tasks")
-    figure, panels = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 7, 4.5), squeeze=False)
+    figure, panels = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 7.5, 4.8), squeeze=False)
     axes = panels[0][0]
-    for method, means in results["by_checkpoint"].items():
-        axes.plot(results["checkpoints"], [float("nan") if m is None else 100 * m for m in means], marker="o",
-                  label=method)
+    checkpoints = results["checkpoints"]
+    values = []
+    for order, ((method, means), (marker, line)) in enumerate(zip(results["by_checkpoint"].items(), STYLES * 4)):
+        points = [(c, 100 * m) for c, m in zip(checkpoints, means) if m is not None]
+        if not points:
+            continue
+        values += [v for _, v in points]
+        size = max(3.0, 9.0 - 1.2 * order)  # coinciding curves stay visible: each marker inside the last
+        axes.plot(*zip(*points), marker=marker, linestyle=line, markersize=size, alpha=0.85, label=method)
+    paper_points = [(int(c), 100 * v, m) for c, figures in results["paper"].items() for m, v in figures.items()]
+    for method in sorted({m for _, _, m in paper_points}):
+        mine = [(c, v) for c, v, m in paper_points if m == method]
+        values += [v for _, v in mine]
+        axes.scatter(*zip(*mine), marker="x", s=60, color="black", zorder=5,
+                     label=f"paper: {method}" if len(paper_points) > 1 else "paper")
     axes.set_xlabel("tasks learned")
     axes.set_ylabel("average accuracy over learned tasks (%)")
-    axes.set_title(f"{results['suite']}, {results['arch']}")
-    if len(results["checkpoints"]) > 1 and results["checkpoints"][-1] >= 100:
+    protocol = results.get("protocols", ["per-image"])[0]
+    axes.set_title(f"{results['suite']}, {results['arch']} ({protocol} protocol)")
+    if checkpoints and checkpoints[-1] > 10:
         axes.set_xscale("log")
+    axes.set_xticks(checkpoints if len(checkpoints) <= 12 else [c for c in checkpoints if c in (1, 2, 5, 10)
+                                                                  or c % 50 == 0 or c == checkpoints[-1]])
+    axes.set_xticklabels([str(t) for t in axes.get_xticks()])
+    axes.minorticks_off()
+    if values:  # at least 4 points of range, so that a 0.2-point difference does not look like a cliff
+        low, high = min(values), max(values)
+        middle, half = (low + high) / 2, max((high - low) / 2 * 1.15, 2.0)
+        axes.set_ylim(max(0.0, middle - half), min(100.0, middle + half))
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
     if curves:
@@ -126,6 +176,27 @@ def _plot(results: dict[str, Any], path: Path) -> Path | None:
         recovery.set_title("recovery (paper, Figure 7)")
         recovery.grid(alpha=0.3)
         recovery.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def _plot_matrix(plt, results: dict[str, Any], path: Path) -> Path:
+    import numpy as np
+
+    name = next((m for m in results["matrix"] if "/" in m), "gg" if "gg" in results["matrix"] else
+                next(iter(results["matrix"])))
+    matrix = np.array([[np.nan if v is None else 100 * v for v in row] for row in results["matrix"][name]])
+    figure, axes = plt.subplots(figsize=(min(14.0, 4 + 0.4 * matrix.shape[1]), 1.5 + 0.35 * matrix.shape[0]))
+    image = axes.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
+    axes.set_yticks(range(len(results["checkpoints"])), [str(c) for c in results["checkpoints"]])
+    axes.set_ylabel("after tasks learned")
+    axes.set_xlabel("task")
+    if matrix.shape[1] <= 30:
+        axes.set_xticks(range(matrix.shape[1]))
+    axes.set_title(f"accuracy % per task, {name}")
+    figure.colorbar(image, ax=axes)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

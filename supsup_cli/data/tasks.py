@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,18 @@ class TaskExamples:
         return (1, *shape) if len(shape) == 2 else tuple(shape)
 
 
-def load_task(data: TaskData, split: str, data_dir: Path | None = None) -> TaskExamples:
+def load_task(data: TaskData, split: str, data_dir: Path | None = None,
+              pick: Callable[[int], np.ndarray] | None = None) -> TaskExamples:
+    """The task's examples; with `pick`, only the rows that `pick(count)` chooses among the `count`
+    examples of the task's classes (transformed after choosing: a few test images cost little)."""
     spec = datasets.spec_of(data.dataset)
     data.check_classes(spec.num_classes)
     images, labels = datasets.load(data.dataset, split, data_dir)
-    images, labels = transforms.apply(data, images, labels)
+    images, labels = transforms.keep_classes(data, images, labels)
+    if pick is not None:
+        rows = pick(len(labels))
+        images, labels = images[rows], labels[rows]
+    images = transforms.transform_pixels(data, images)
     if not len(labels):
         raise DataUnavailable(f"{data.dataset} {split}: no examples of classes {list(data.classes or [])}")
     mean, std = datasets.normalization(data.dataset, data_dir)

@@ -78,16 +78,21 @@ class TaskData:
             raise ArchiveCorrupt(f"task data spec is invalid ({exc})") from None
 
 
-def apply(task: TaskData, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The task's images (uint8, same shape) and their original labels."""
-    if task.classes is not None:
-        keep = np.isin(labels, task.classes)
-        images, labels = images[keep], labels[keep]
+def keep_classes(task: TaskData, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The examples of the task's classes, with their original labels."""
+    if task.classes is None:
+        return images, labels
+    keep = np.isin(labels, task.classes)
+    return images[keep], labels[keep]
+
+
+def transform_pixels(task: TaskData, images: np.ndarray) -> np.ndarray:
+    """The task's pixel transform of uint8 images (same shape)."""
     if task.permute is not None:
         images = permute(images, task.permute)
     if task.rotate is not None:
         images = rotate(images, task.rotate)
-    return images, labels
+    return images
 
 
 def permute(images: np.ndarray, seed: int) -> np.ndarray:

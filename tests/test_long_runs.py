@@ -1,0 +1,180 @@
+"""Long runs: many tasks in one call, benchmarks that resume after kill -9, per-task evaluation
+images, the paper's protocol beside ours, and the lower bound with a head per task."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from supsup_cli import archive, baselines, inference, registry
+from supsup_cli.data.tasks import load_task
+from supsup_cli.data.transforms import TaskData
+from supsup_cli.evaluation import EvalSet, Timed, paper_gg_accuracy, paper_gnu_accuracy, sample_rows
+from supsup_cli.learn import LearnRequest, learn_tasks
+from supsup_cli.models import build
+from supsup_cli.training import TrainConfig, task_tensors
+from tests.conftest import REPO
+
+
+def test_one_call_learns_a_range_of_tasks_and_commits_each(cli, lenet_archive):
+    result = cli("learn-task", lenet_archive, "--permute", "3-4,9", "--steps", "20", "--json")
+    assert result.code == 0, result.err
+    reports = result.json_lines()
+    assert [(r["index"], r["name"]) for r in reports] == [(0, "mnist-permute-3"), (1, "mnist-permute-4"),
+                                                           (2, "mnist-permute-9")]
+    assert "3/3 done" in result.err and "tasks/min" in result.err
+    with archive.Archive(lenet_archive) as opened:
+        assert [t.data for t in opened.tasks] == [{"dataset": "mnist", "permute": p} for p in (3, 4, 9)]
+    assert cli("learn-task", lenet_archive, "--permute", "5,6", "--name", "x").code == 2
+    assert cli("learn-task", lenet_archive, "--permute", "6-5").code == 2
+    assert cli("learn-task", lenet_archive, "--rotate", "0-20/0").code == 2
+
+
+def test_a_call_for_many_tasks_gives_the_masks_of_one_call_per_task(tmp_path):
+    digests = []
+    for layout in ("together", "apart"):
+        path = tmp_path / f"{layout}.supsup"
+        archive.create(path, registry.resolve("lenet300-100"), seed=0)
+        requests = [LearnRequest(path, TaskData("mnist", permute=p), TrainConfig(steps=15)) for p in (1, 2)]
+        if layout == "together":
+            list(learn_tasks(requests))
+        else:
+            for request in requests:
+                list(learn_tasks([request]))
+        with archive.Archive(path) as opened:
+            digests.append([t.mask_sha256 for t in opened.tasks])
+    assert digests[0] == digests[1]
+
+
+def test_each_task_gets_its_own_spread_draw_of_test_images():
+    first, second = sample_rows(10_000, 20, seed=1), sample_rows(10_000, 20, seed=2)
+    assert len(set(first)) == 20 and not np.array_equal(first, second)
+    assert all(i * 500 <= r < (i + 1) * 500 for i, r in enumerate(first))  # one in each twentieth
+    assert np.array_equal(sample_rows(10_000, 20, seed=1), first)
+    assert np.array_equal(sample_rows(7, 20, seed=1), np.arange(7))
+
+
+def _benchmark(archive_path, out, extra=()):
+    return [sys.executable, "-m", "supsup_cli", "benchmark", "--tasks", "4", "--steps", "60", "--eval-images", "40",
+            "--no-baselines", "--method", "one-shot", "--objective", "entropy", "--protocol", "both",
+            "--archive", str(archive_path), "--out", str(out), "--json", *extra]
+
+
+def _comparable(results):
+    return {key: results[key] for key in ("matrix_by_protocol", "task_inference_by_protocol", "checkpoints")}
+
+
+def _kill_when(command, ready, timeout=120):
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+
+def _tasks_in(path):
+    try:
+        with archive.Archive(path) as opened:
+            return opened.index.tasks
+    except Exception:
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_benchmark_killed_twice_finishes_with_the_results_of_an_uninterrupted_run(tmp_path):
+    whole = subprocess.run(_benchmark(tmp_path / "whole.supsup", tmp_path / "whole"), cwd=REPO, capture_output=True,
+                           text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert whole.returncode == 0, whole.stderr
+    cut_archive, cut_out = tmp_path / "cut.supsup", tmp_path / "cut"
+    _kill_when(_benchmark(cut_archive, cut_out), lambda: _tasks_in(cut_archive) >= 2)  # while learning
+    learned = _tasks_in(cut_archive)
+    assert 2 <= learned < 4 or (cut_out / "checkpoints").exists()
+    _kill_when(_benchmark(cut_archive, cut_out), lambda: (cut_out / "checkpoints" / "2.json").exists())  # evaluating
+    with archive.Archive(cut_archive) as opened:
+        before = [t.mask_sha256 for t in opened.tasks]
+    resumed = subprocess.run(_benchmark(cut_archive, cut_out), cwd=REPO, capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert resumed.returncode == 0, resumed.stderr
+    assert "evaluating after 1 tasks" not in resumed.stderr  # kept in --out, not evaluated again
+    with archive.Archive(cut_archive) as opened:
+        assert [t.mask_sha256 for t in opened.tasks][: len(before)] == before  # nothing retrained
+    assert _comparable(json.loads(resumed.stdout)) == _comparable(json.loads(whole.stdout))
+    changed = subprocess.run(_benchmark(cut_archive, cut_out, ("--eval-images", "50")), cwd=REPO,
+                             capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert changed.returncode == 2 and "other settings (eval_images 40 vs 50)" in changed.stderr
+
+
+@pytest.fixture(scope="module")
+def two_tasks(tmp_path_factory):
+    path = tmp_path_factory.mktemp("protocols") / "two.supsup"
+    archive.create(path, registry.resolve("lenet300-100"), seed=0)
+    datas = [TaskData("mnist", permute=p) for p in (1, 2)]
+    list(learn_tasks([LearnRequest(path, d, TrainConfig(steps=150)) for d in datas]))
+    with archive.Archive(path) as opened:
+        spec, net = opened.spec, build(opened.spec, opened.base_weights())
+        packed = [torch.from_numpy(p) for p in opened.packed_masks()]
+    evals = [EvalSet.of(load_task(d, "test"), 300, spec, torch.device("cpu")) for d in datas]
+    return inference.superposition(net, packed, range(10)), evals
+
+
+def test_the_paper_protocol_scores_whole_batches_by_their_first_image(two_tasks):
+    sup, evals = two_tasks
+    accuracy, found = paper_gnu_accuracy(sup, evals, "one-shot", "entropy", Timed(), seeds=[5, 6])
+    assert found == [1.0, 1.0]  # 300 images: batches of 128, 128 and 44, each of the right task
+    assert accuracy == [paper_gg_accuracy(sup, j, e) for j, e in enumerate(evals)]
+    swapped, none_found = paper_gnu_accuracy(sup, evals, "one-shot", "entropy", Timed(), [5, 6], masks=[1, 0])
+    assert swapped == [0.0, 0.0] and none_found == [0.0, 0.0]  # a wrong task makes its batch count 0
+    shared, _ = paper_gnu_accuracy(sup, evals, "one-shot", "entropy", Timed(), [5, 6], masks=[1, 0],
+                                   shared_labels=True)
+    assert shared == accuracy  # scenario NNs: the class counts, whichever mask answered
+
+
+def test_paper_classes_are_the_arg_max_over_all_outputs(two_tasks):
+    sup, evals = two_tasks
+    e = evals[0]
+    logits = inference.task_logits(sup, e.x, torch.zeros(len(e.labels), dtype=torch.int64))
+    expected = float((logits.argmax(1) == e.labels).float().mean())
+    assert paper_gg_accuracy(sup, 0, e) == pytest.approx(expected)
+
+
+def test_the_lower_bound_keeps_a_head_per_task_and_a_shared_trunk():
+    spec = registry.resolve("lenet300-100")
+    from supsup_cli.weights import base_weights
+
+    weights = base_weights(spec, 0)
+    lower = baselines.SeparateHeads(spec, weights, torch.device("cpu"))
+    for permute in (1, 2):
+        tensors = task_tensors(load_task(TaskData("mnist", permute=permute), "train"), spec, torch.device("cpu"))
+        lower.train_task(tensors, TrainConfig(steps=10, seed=permute))
+    assert len(lower.heads) == 2 and not torch.equal(lower.heads[0], lower.heads[1])
+    trunk = [w.detach().clone() for w in lower.net.layers[:-1]]
+    assert torch.equal(lower.with_head(0).layers[-1], lower.heads[0])
+    assert all(torch.equal(a, b) for a, b in zip(trunk, lower.with_head(1).layers[:-1]))
+    assert not torch.equal(trunk[0], torch.from_numpy(weights[0]))  # the trunk was trained
+
+
+@pytest.mark.slow
+def test_benchmark_reports_both_protocols_with_the_same_methods(cli):
+    result = cli("benchmark", "--tasks", "2", "--steps", "100", "--eval-images", "60", "--protocol", "both",
+                 "--method", "one-shot", "--json")
+    assert result.code == 0, result.err
+    report = result.json()
+    by_protocol = report["summary"]["avg_accuracy_by_protocol"]
+    assert set(by_protocol) == {"per-image", "paper"}
+    assert set(by_protocol["paper"]) == set(by_protocol["per-image"]) == set(report["summary"]["avg_accuracy"])
+    assert report["summary"]["avg_accuracy"] == by_protocol["per-image"]
+    assert set(report["matrix_by_protocol"]) == {"per-image", "paper"}
+    assert all(0 < v < 0.05 for v in report["summary"]["standard_error"].values())
+    assert cli("benchmark", "--protocol", "paper", "--same-task", "--tasks", "1").code == 2
+    assert cli("benchmark", "--max-masks", "3", "--tasks", "1").code == 2
