@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from supsup_cli import archive, device as device_, masks as masks_, prng
+from supsup_cli import archive, distributed, masks as masks_, prng
 from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, padding_masks, uncertainty
 from supsup_cli.data.tasks import load_task
 from supsup_cli.errors import ConcurrentChange, DuplicateTask, InvalidArgument
-from supsup_cli.learn import LearnRequest, check_inputs, check_outputs, check_request, mask_digest
+from supsup_cli.learn import LearnRequest, check_inputs, check_outputs, check_request, mask_digest, running_mean
 from supsup_cli.masks import unpack
 from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.records import TaskRecord, unique_name
@@ -30,12 +30,22 @@ class _Candidate:
 
 def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = EPSILON,
                max_masks: int | None = None, progress: Progress | None = None,
-               notes: list[str] | None = None) -> dict[str, Any]:
-    """learn-task --auto: no task id; every `decide_every` batches, keep a mask or allocate one."""
+               notes: list[str] | None = None) -> dict[str, Any] | None:
+    """learn-task --auto: no task id; every `decide_every` batches, keep a mask or allocate one.
+
+    Under torchrun every rank decides alike (on the whole batch) and trains on its shard; rank 0
+    alone evaluates and commits (the other ranks return None)."""
     check_request(request)
     if decide_every < 1 or not epsilon > 0 or (max_masks is not None and max_masks < 1):
         raise InvalidArgument("--decide-every and --max-masks must be at least 1, --epsilon positive")
-    device = device_.resolve(request.device)
+    with distributed.session(request.device) as device:
+        leader = distributed.is_leader()
+        return _learn_auto(request, device, decide_every, epsilon, max_masks, progress if leader else None,
+                           notes if leader else None)
+
+
+def _learn_auto(request: LearnRequest, device: torch.device, decide_every: int, epsilon: float,
+                max_masks: int | None, progress: Progress | None, notes: list[str] | None) -> dict[str, Any] | None:
     with archive.Archive(request.path) as current:
         spec, weights, records = current.spec, current.base_weights(), current.tasks
         weights_digest = current.weights_sha256
@@ -45,6 +55,7 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
             raise InvalidArgument(f"--auto infers tasks by superposition, which needs an MLP with masks on "
                                   f"weights; {spec.name} is not one")
         committed = [torch.from_numpy(p).to(device) for p in current.packed_masks()]
+        previous_mean = running_mean(current, device) if request.init == "mean" else None
         stream_seed = prng.task_seed(current.seed, len(records), request.name or request.data.default_name(),
                                      request.config.seed)
     train = load_task(request.data, "train", request.data_dir)
@@ -65,15 +76,19 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
         index = next(stream)
         x, y = tensors.inputs(index, generator), tensors.targets[index]
         if step % decide_every == 0:
-            chosen, decision = _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks)
+            chosen, decision = _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks,
+                                       previous_mean)
             decisions.append({"step": step, **decision})
             if decision["action"] == "reuse-budget" and notes is not None:
                 notes.append(f"--max-masks {max_masks} reached at step {step}: training the closest mask "
                              f"instead of allocating a new one")
-        loss, logits = chosen.trainer.step(x, y)
+        part = distributed.shard(torch.arange(len(index), device=device))
+        loss, logits = chosen.trainer.step(x[part], y[part])
         if progress is not None and ((step + 1) % 20 == 0 or step + 1 == config.steps):
-            progress(step + 1, loss.item(), (logits.argmax(1) == y).float().mean().item())
+            progress(step + 1, loss.item(), (logits.argmax(1) == y[part]).float().mean().item())
     seconds = time.perf_counter() - started
+    if not distributed.all_succeeded() or not distributed.is_leader():
+        return None
     trained = [c for c in pool if c.trainer is not None]
     test_tensors = task_tensors(test, spec, device)
     outcomes = {}
@@ -99,15 +114,17 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
         "reused": [c.task for c in trained if c.task is not None],
         "masks": len(records) + sum(c.task is None for c in trained),
         "budget_reached": any(d["action"] == "reuse-budget" for d in decisions),
+        "ranks": distributed.world_size(),
         "data": request.data.to_plain(),
     }
 
 
-def _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks) -> tuple[_Candidate, dict]:
+def _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks,
+            previous_mean) -> tuple[_Candidate, dict]:
     threshold = 1 + epsilon
     if not pool:
-        return _allocate(net, pool, config), {"statistic": None, "threshold": threshold, "candidates": 0,
-                                              "action": "allocate", "candidate": 0}
+        first = {"statistic": None, "threshold": threshold, "candidates": 0, "action": "allocate", "candidate": 0}
+        return _allocate(net, pool, config, previous_mean), first
     packed = [torch.stack([_packed_row(c, site, committed) for c in pool]) for site in range(len(committed))]
     if len(pool) < MIN_CANDIDATES:
         packed = [torch.cat([p, pad[: MIN_CANDIDATES - len(pool)]]) for p, pad in zip(packed, padding)]
@@ -120,7 +137,7 @@ def _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks) 
         chosen = pool[found.best(len(pool))]
         decision["action"] = "reuse-budget"
     else:
-        chosen = _allocate(net, pool, config)
+        chosen = _allocate(net, pool, config, previous_mean)
         decision["action"] = "allocate"
     if chosen.trainer is None:  # a committed mask: go on training it from exactly its bits
         bits = [unpack(committed[s][chosen.task], w.numel()).view(w.shape) for s, w in enumerate(net.base())]
@@ -129,9 +146,12 @@ def _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks) 
     return chosen, decision
 
 
-def _allocate(net: MaskedNet, pool: list[_Candidate], config: TrainConfig) -> _Candidate:
+def _allocate(net: MaskedNet, pool: list[_Candidate], config: TrainConfig,
+              previous_mean: list[torch.Tensor] | None) -> _Candidate:
+    """A new mask: fresh scores, or (--init mean) the mean of the masks committed before this call."""
     generator = torch.Generator().manual_seed(prng.task_seed(config.seed, len(pool), "auto"))
-    pool.append(_Candidate(None, MaskTrainer(net, config, initial_scores(net, config, None, generator))))
+    scores = initial_scores(net, config, previous_mean, generator)
+    pool.append(_Candidate(None, MaskTrainer(net, config, scores)))
     return pool[-1]
 
 

@@ -342,7 +342,7 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
         listener.start(f"supermask {len(held) + position + 1}/{len(wanted)}", config.steps)
 
     for result in learn_tasks(requests, lambda step, loss, acc: listener.advance(step), started):
-        seconds.append(result["train_seconds"])
+        seconds.append(result.train_seconds)
     return wanted, seconds
 
 

@@ -30,6 +30,22 @@ class LearnRequest:
     init: str = "kaiming"  # or "mean": start from the running mean of the archive's masks
     device: str = "auto"
     data_dir: Path | None = None
+    examples: tuple[TaskExamples, TaskExamples | None] | None = None  # in memory: (train, test or None)
+
+
+@dataclass(frozen=True)
+class LearnedTask:
+    """A task committed by learn-task."""
+
+    index: int
+    name: str
+    test_accuracy: float | None  # None: learned from arrays without test arrays
+    train_seconds: float
+    steps: int
+    density: float  # fraction of kept weights over all sites
+    data: dict[str, Any]
+    device: str
+    ranks: int
 
 
 def check_request(request: LearnRequest) -> None:
@@ -55,7 +71,7 @@ def check_request(request: LearnRequest) -> None:
             raise InvalidArgument(f"--name: {exc}") from None
 
 
-def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[str, Any] | None:
+def learn_task(request: LearnRequest, progress: Progress | None = None) -> LearnedTask | None:
     """Train and commit one task. Under torchrun every rank trains; rank 0 alone evaluates and commits
     (the other ranks return None)."""
     results = list(learn_tasks([request], progress))
@@ -63,7 +79,7 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> dict[
 
 
 def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = None,
-                started: Callable[[int, LearnRequest], None] | None = None) -> Iterator[dict[str, Any]]:
+                started: Callable[[int, LearnRequest], None] | None = None) -> Iterator[LearnedTask]:
     """Train and commit tasks one after another, each committed as soon as it is learned (a crash
     loses at most the task in training); yields each committed task's report. The network and the
     datasets are built once for the whole sequence. `started(position, request)` announces each task."""
@@ -84,7 +100,7 @@ def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = No
 
 
 def _learn_task(request: LearnRequest, device: torch.device, progress: Progress | None,
-                nets: dict[str, MaskedNet]) -> dict[str, Any] | None:
+                nets: dict[str, MaskedNet]) -> LearnedTask | None:
     with archive.Archive(request.path) as current:
         spec, weights_digest = current.spec, current.weights_sha256
         if weights_digest not in nets:
@@ -94,9 +110,9 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
         if any(task.name == name for task in current.tasks):
             raise DuplicateTask(f"{request.path}: a task named {name!r} already exists (choose another --name)")
         seed = prng.task_seed(current.seed, len(current.tasks), name, request.config.seed)
-        previous_mean = _running_mean(current, device) if request.init == "mean" and current.tasks else None
-    train = load_task(request.data, "train", request.data_dir)
-    test = load_task(request.data, "test", request.data_dir)
+        previous_mean = running_mean(current, device) if request.init == "mean" else None
+    train, test = request.examples or (load_task(request.data, "train", request.data_dir),
+                                       load_task(request.data, "test", request.data_dir))
     check_inputs(spec, train)
     check_outputs(spec, train.classes)
     net = nets[weights_digest]
@@ -104,7 +120,8 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
                           progress)
     if not distributed.all_succeeded() or not distributed.is_leader():
         return None
-    test_accuracy = accuracy(net, trained.masks, task_tensors(test, spec, device), real_outputs(spec, test.classes))
+    test_accuracy = None if test is None else \
+        accuracy(net, trained.masks, task_tensors(test, spec, device), real_outputs(spec, test.classes))
     density = tuple(float(m.float().mean()) for m in trained.masks)
     masks = [m.numpy() for m in trained.masks]
     record = TaskRecord(
@@ -115,17 +132,9 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
                   "final_loss": round(trained.final_loss, 6)},
     )
     index = _commit(request.path, record, masks, trained.stats, weights_digest)
-    return {
-        "index": index,
-        "name": name,
-        "test_accuracy": test_accuracy,
-        "train_seconds": round(trained.seconds, 3),
-        "steps": request.config.steps,
-        "density": round(record.overall_density([m.numel() for m in trained.masks]), 6),
-        "data": request.data.to_plain(),
-        "device": str(device),
-        "ranks": distributed.world_size(),
-    }
+    return LearnedTask(index, name, test_accuracy, trained.seconds, request.config.steps,
+                       record.overall_density([m.numel() for m in trained.masks]), request.data.to_plain(),
+                       str(device), distributed.world_size())
 
 
 def _commit(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray, weights_digest: str) -> int:
@@ -149,7 +158,11 @@ def mask_digest(masks: list[np.ndarray]) -> str:
     return mask_sha256([maskcodec.pack(m) for m in masks])
 
 
-def _running_mean(current: archive.Archive, device: torch.device) -> list[torch.Tensor]:
+def running_mean(current: archive.Archive, device: torch.device) -> list[torch.Tensor]:
+    """The mean of the archive's masks per site (what --init mean starts from)."""
+    if not current.tasks:
+        raise InvalidArgument(f"--init mean starts from the mean of the archive's masks, and {current.path} has "
+                              "none yet: learn its first task without --init mean")
     if current.reservoir_info is not None:  # masks may live only there: their mean is (mu + 1) / 2
         return [(mu + 1) / 2 for mu in reservoir_of(current).mu]
     return [masks_.packed_mean(torch.from_numpy(packed), site.numel).to(device)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from supsup_cli import archive, device as device_, hopfield, inference, maskcodec
-from supsup_cli.data.images import InputImage, read_inputs
+from supsup_cli.data.images import read_inputs
 from supsup_cli.errors import BadInput, InvalidArgument, SupsupError
 from supsup_cli.learn import mask_digest
 from supsup_cli.masks import unpack
@@ -33,6 +33,17 @@ class InferRequest:
     hopfield_steps: int | None = None  # None: hopfield.STEPS
 
 
+@dataclass(frozen=True)
+class Inferred:
+    """What inference found for N inputs, as arrays (the CLI rounds and lays them out)."""
+
+    tasks: np.ndarray  # int64 [N]: task index; -1 where no stored task matches (Hopfield, masks dropped)
+    task_names: list[str | None]
+    classes: np.ndarray  # int64 [N]: the dataset's label
+    confidences: np.ndarray  # float32 [N]: softmax probability of the class among the task's classes
+    hamming: np.ndarray | None = None  # int64 [N], Hopfield only: distance of the recovered mask to the task's
+
+
 @dataclass
 class Prediction:
     results: list[dict[str, Any]] = field(default_factory=list)  # one per readable input, in order
@@ -40,47 +51,90 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Loaded:
+    """What inference needs from the archive, read once."""
+
+    spec: Any
+    tasks: list[TaskRecord]
+    weights: list[np.ndarray]
+    given: int | None
+    packed: list[torch.Tensor] | None = None
+    stats: list[np.ndarray] | None = None
+    reservoir: hopfield.Reservoir | None = None
+    stored: list[list[torch.Tensor]] | None = None
+
+
 def infer(request: InferRequest) -> Prediction:
+    """Read the request's input files and infer each readable one; unreadable ones become failures."""
+    loaded = _load(request)
+    inputs = read_inputs(request.inputs, loaded.spec.input_shape, request.resize)
+    if not inputs:
+        raise BadInput(f"no input images found (PNG, JPEG or .npy) in {', '.join(map(str, request.inputs))}")
+    prediction = Prediction(failures=[(i.name, i.error) for i in inputs if i.error is not None])
+    readable = [i for i in inputs if i.pixels is not None]
+    if not readable:
+        return prediction
+    found = _predict(loaded, request, np.stack([i.pixels for i in readable]), prediction.notes)
+    for row, image in enumerate(readable):
+        result = {"input": image.name, "task": None if found.tasks[row] < 0 else int(found.tasks[row]),
+                  "task_name": found.task_names[row], "class": int(found.classes[row]),
+                  "confidence": float(found.confidences[row])}
+        if found.hamming is not None:
+            result["hamming"] = None if found.hamming[row] < 0 else int(found.hamming[row])
+        prediction.results.append(result)
+    return prediction
+
+
+def infer_pixels(request: InferRequest, pixels: np.ndarray, notes: list[str] | None = None) -> Inferred:
+    """Infer images given as float32 [N, C, H, W] pixels in [0, 1] (request.inputs is not read)."""
+    return _predict(_load(request), request, pixels, notes if notes is not None else [])
+
+
+def _load(request: InferRequest) -> _Loaded:
     inference.check_choices(request.method, request.objective)
-    device = device_.resolve(request.device)
     with archive.Archive(request.path) as opened:
         opened.task_index("0")  # raises NoTasks on an empty archive
         given = opened.task_index(request.task) if request.task is not None else None
         _check_mode(opened, request, given)
-        spec, tasks, weights = opened.spec, opened.tasks, opened.base_weights()
+        loaded = _Loaded(opened.spec, opened.tasks, opened.base_weights(), given)
         if request.hopfield:
-            reservoir = reservoir_of(opened)
-            explicit = opened.reservoir_info.explicit_masks
-            stored = [_unpacked(opened, t) for t in range(len(tasks))] if explicit else None
+            loaded.reservoir = reservoir_of(opened)
+            if opened.reservoir_info.explicit_masks:
+                loaded.stored = [_unpacked(opened, t) for t in range(len(loaded.tasks))]
         else:
-            packed = [torch.from_numpy(p) for p in opened.packed_masks()] if given is None else \
+            loaded.packed = [torch.from_numpy(p) for p in opened.packed_masks()] if given is None else \
                 [torch.from_numpy(p)[None] for p in opened.packed_mask(given)]
-            stats = [opened.stats(t) for t in ([given] if given is not None else range(len(opened.tasks)))]
-    inputs = read_inputs(request.inputs, spec.input_shape, request.resize)
-    prediction = Prediction(failures=[(i.name, i.error) for i in inputs if i.error is not None])
-    readable = [i for i in inputs if i.pixels is not None]
-    if not inputs:
-        raise BadInput("no input images found (PNG, JPEG or .npy)")
-    if not readable:
-        return prediction
-    if spec.norm == "batch" and len(readable) < 2:
+            if opened.spec.norm == "running":
+                loaded.stats = [opened.stats(t) for t in ([given] if given is not None else range(len(loaded.tasks)))]
+    return loaded
+
+
+def _predict(loaded: _Loaded, request: InferRequest, pixels: np.ndarray, notes: list[str]) -> Inferred:
+    spec, tasks, given = loaded.spec, loaded.tasks, loaded.given
+    if spec.norm == "batch" and len(pixels) < 2:
         raise BadInput(f"{spec.name} normalizes each batch with its own statistics: give at least 2 images")
-    mean, std = _shared_normalization(tasks if given is None else [tasks[given]], prediction.notes)
-    x = normalize(torch.from_numpy(np.stack([i.pixels for i in readable])), mean, std).to(device)
-    net = build(spec, weights).to(device)
+    device = device_.resolve(request.device)
+    mean, std = _shared_normalization(tasks if given is None else [tasks[given]], notes)
+    x = normalize(torch.from_numpy(pixels), mean, std).to(device)
+    net = build(spec, loaded.weights).to(device)
     if request.hopfield:
-        prediction.results = _hopfield_results(net, reservoir, x, readable, tasks, stored, request.hopfield_steps)
-        return prediction
+        return _hopfield_results(net, loaded.reservoir, x, tasks, loaded.stored, request.hopfield_steps)
     candidates = list(range(len(tasks))) if given is None else [given]
     real = sorted({o for t in candidates for o in real_outputs(spec, tasks[t].classes)})
-    sup = inference.superposition(net, packed, real, stats=stats if spec.norm == "running" else None)
-    chosen = torch.zeros(len(readable), dtype=torch.long, device=device)
+    sup = inference.superposition(net, loaded.packed, real, stats=loaded.stats)
+    chosen = torch.zeros(len(pixels), dtype=torch.long, device=device)
     if given is None:
         chosen = inference.infer_tasks(sup, x, request.method, request.objective, request.same_task)
     logits = inference.task_logits(sup, x, chosen).cpu()
-    for image, row, local in zip(readable, logits, chosen.tolist()):
-        prediction.results.append(_result(image, row, candidates[local], tasks[candidates[local]], spec))
-    return prediction
+    indices = np.array([candidates[c] for c in chosen.tolist()], dtype=np.int64)
+    classes, confidences = np.zeros(len(pixels), np.int64), np.zeros(len(pixels), np.float32)
+    for row, task in enumerate(indices):
+        positions = real_outputs(spec, tasks[task].classes)
+        probabilities = logits[row, positions].softmax(dim=0)
+        best = int(probabilities.argmax())
+        classes[row], confidences[row] = tasks[task].classes[best], float(probabilities[best])
+    return Inferred(indices, [tasks[t].name for t in indices], classes, confidences)
 
 
 def _check_mode(opened: archive.Archive, request: InferRequest, given: int | None) -> None:
@@ -99,43 +153,29 @@ def _unpacked(opened: archive.Archive, task: int) -> list[torch.Tensor]:
     return [unpack(torch.from_numpy(p), site.numel).bool() for p, site in zip(opened.packed_mask(task), opened.sites)]
 
 
-def _hopfield_results(net: MaskedNet, reservoir: hopfield.Reservoir, x: torch.Tensor, readable: list[InputImage],
-                      tasks: list[TaskRecord], stored: list[list[torch.Tensor]] | None,
-                      steps: int | None) -> list[dict[str, Any]]:
+def _hopfield_results(net: MaskedNet, reservoir: hopfield.Reservoir, x: torch.Tensor, tasks: list[TaskRecord],
+                      stored: list[list[torch.Tensor]] | None, steps: int | None) -> Inferred:
     """One mask recovered from all inputs, then each input classified with it over every task's classes."""
     recovered = hopfield.recover(net, reservoir, x, steps=steps or hopfield.STEPS).masks
     if stored is not None:  # masks kept: the closest by Hamming distance
         distances = [hopfield.hamming(recovered, masks) for masks in stored]
         task = min(range(len(stored)), key=distances.__getitem__)
-        distance: int | None = distances[task]
+        distance = distances[task]
     else:  # masks dropped: only an exact match can be named, by the masks' digests
         digest = mask_digest([m.numpy() for m in recovered])
-        task = next((i for i, t in enumerate(tasks) if t.mask_sha256 == digest), None)
-        distance = 0 if task is not None else None
+        task = next((i for i, t in enumerate(tasks) if t.mask_sha256 == digest), -1)
+        distance = 0 if task >= 0 else -1
     masks = [m.float().to(x.device) for m in recovered]
     with torch.no_grad():
         logits = torch.cat([net(part, masks) for part in batches_of(x, hopfield.BATCH)]).cpu()
     real = sorted({o for t in tasks for o in real_outputs(net.spec, t.classes)})
     probabilities = logits[:, real].softmax(dim=1)
-    results = []
-    for image, row in zip(readable, probabilities):
-        best = int(row.argmax())
-        results.append({"input": image.name, "task": task, "task_name": None if task is None else tasks[task].name,
-                        "class": real[best], "confidence": round(float(row[best]), 6), "hamming": distance})
-    return results
-
-
-def _result(image: InputImage, logits: torch.Tensor, task: int, record: TaskRecord, spec) -> dict[str, Any]:
-    positions = real_outputs(spec, record.classes)
-    probabilities = logits[positions].softmax(dim=0)
-    best = int(probabilities.argmax())
-    return {
-        "input": image.name,
-        "task": task,
-        "task_name": record.name,
-        "class": record.classes[best],
-        "confidence": round(float(probabilities[best]), 6),
-    }
+    best = probabilities.argmax(dim=1)
+    count = len(x)
+    return Inferred(np.full(count, task, np.int64), [tasks[task].name if task >= 0 else None] * count,
+                    np.array(real, dtype=np.int64)[best.numpy()],
+                    probabilities.gather(1, best[:, None])[:, 0].numpy().astype(np.float32),
+                    np.full(count, distance, np.int64))
 
 
 def _shared_normalization(tasks: list[TaskRecord], notes: list[str]) -> tuple[tuple[float, ...], tuple[float, ...]]:

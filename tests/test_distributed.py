@@ -107,3 +107,19 @@ def test_renamed_duplicates_stay_valid_names(cli, tmp_path):
     renamed = result.json()["inputs"][1]["renamed"][0][1]
     assert len(renamed) == 200 and renamed.endswith("-2")
     assert cli("inspect", tmp_path / "out.supsup").code == 0
+
+
+@pytest.mark.slow
+def test_torchrun_auto_commits_once_from_rank_0(cli, tmp_path):
+    path = tmp_path / "auto.supsup"
+    assert cli("init", path, "--arch", "lenet300-100").code == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                           "-m", "supsup_cli", "learn-task", str(path), "--permute", "3", "--steps", "150", "--auto",
+                           "--json"], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1 and lines[0]["ranks"] == 2 and lines[0]["allocated"] == [0]
+    with archive.Archive(path) as opened:
+        assert [t.name for t in opened.tasks] == ["auto-0"]  # not one task per rank

@@ -23,4 +23,11 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(exit_codes.INTERRUPTED)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        from supsup_cli.cli import output
+
+        output.detach_closed_stdout()
+        code = exit_codes.CLOSED_PIPE
     sys.exit(code)

@@ -74,6 +74,9 @@ def run(argv: list[str]) -> int:
             return exit_codes.OK
         output.error_line(_one_line(error.format_message()) + _usage_hint(error))
         return exit_codes.USAGE
+    except (BrokenPipeError, output.StdoutClosed):  # the reader went away (`supsup infer ... | head -1`): the shell's convention
+        output.detach_closed_stdout()
+        return exit_codes.CLOSED_PIPE
     except (KeyboardInterrupt, typer.Abort):
         output.error_line("interrupted (a task is committed only once its result is printed)")
         return exit_codes.INTERRUPTED

@@ -8,14 +8,16 @@ from typing import Annotated
 
 import typer
 
+from supsup_cli import registry
 from supsup_cli.cli import interrupts, output, report
-from supsup_cli.cli.options import Device, Json
+from supsup_cli.cli.options import Device, Json, refuse_given
 from supsup_cli.errors import QualityGateFailed
 
 QUICK = {"tasks": 5, "steps": 1000, "eval_images": 1000}
 
 
 def benchmark(
+    ctx: typer.Context,
     suite: Annotated[str, typer.Option("--suite", help="permuted-mnist, rotated-mnist, split-mnist, or speed.")]
     = "permuted-mnist",
     arch: Annotated[str, typer.Option("--arch")] = "lenet300-100",
@@ -70,6 +72,7 @@ def benchmark(
     """
     from supsup_cli import benchmark as engine
 
+    _refuse_idle_flags(ctx, suite, arch, density, hopfield, quick)
     listener = _BarListener()
     with listener:
         if suite == "speed":
@@ -79,7 +82,8 @@ def benchmark(
             defaults = QUICK if quick else {"tasks": None, "steps": None, "eval_images": None}
             config = engine.BenchmarkConfig(
                 suite=suite, arch=arch, tasks=tasks if tasks is not None else defaults["tasks"],
-                steps=steps or defaults["steps"], eval_images=eval_images or defaults["eval_images"],
+                steps=steps if steps is not None else defaults["steps"],
+                eval_images=eval_images if eval_images is not None else defaults["eval_images"],
                 methods=tuple(method or ("one-shot", "binary")), objectives=tuple(objective or ("entropy", "g")),
                 same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
@@ -97,6 +101,23 @@ def benchmark(
         gated, achieved = engine.gated_accuracy(results)
         if achieved < fail_under:
             raise QualityGateFailed(f"{gated} accuracy {achieved:.4f} is below --fail-under {fail_under}")
+
+
+def _refuse_idle_flags(ctx: typer.Context, suite: str, arch: str, density: float | None, hopfield: bool,
+                       quick: bool) -> None:
+    if suite == "speed":
+        refuse_given(ctx, ("method", "objective", "same_task", "density", "density_budget", "scenario", "hopfield",
+                           "hopfield_steps", "protocol", "max_masks", "archive", "out", "baselines", "fail_under",
+                           "quick", "steps", "output_size"),
+                     "with --suite speed (it measures inference on random masks)")
+    if density is None:
+        refuse_given(ctx, ("density_budget",), "without --density")
+    if not hopfield:
+        refuse_given(ctx, ("hopfield_steps",), "without --hopfield")
+    spec = registry.REGISTRY.get(arch)
+    if spec is not None and (spec.mask_on == "neurons" or spec.family != "mlp"):
+        refuse_given(ctx, ("method", "objective", "same_task"),
+                     f"with --arch {arch} (its tasks are not inferred by superposition)")
 
 
 class _BarListener:

@@ -8,6 +8,7 @@ OK = 0
 INTERNAL = 1
 USAGE = 2
 INTERRUPTED = 130
+CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader went away
 
 BY_ERROR: dict[type[errors.SupsupError], int] = {
     errors.InvalidArgument: USAGE,

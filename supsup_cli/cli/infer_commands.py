@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from supsup_cli.cli import exit_codes, output
-from supsup_cli.cli.options import ArchivePath, Device, Json
+from supsup_cli.cli.options import ArchivePath, Device, Json, refuse_given
 
 
 def infer(
+    ctx: typer.Context,
     path: ArchivePath,
     inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG files, folders of them, or .npy arrays.",
                                                  show_default=False)],
@@ -38,11 +39,21 @@ def infer(
     """
     from supsup_cli.predict import InferRequest, infer as run_infer
 
+    searching = ("method", "objective", "same_task")
+    if task is not None:
+        refuse_given(ctx, searching, "with --task (the task is given: nothing is inferred)")
+    if hopfield:
+        refuse_given(ctx, searching, "with --hopfield (the mask is recovered, not searched for)")
+    else:
+        refuse_given(ctx, ("hopfield_steps",), "without --hopfield")
+
     prediction = run_infer(InferRequest(path=path, inputs=inputs, task=task, method=method, objective=objective,
                                         same_task=same_task, resize=resize, device=device, hopfield=hopfield,
                                         hopfield_steps=hopfield_steps))
     for message in prediction.notes:
         output.note(f"supsup: note: {message}")
+    for result in prediction.results:
+        result["confidence"] = round(result["confidence"], 6)
     if json_:
         for result in prediction.results:
             output.emit_json(result)

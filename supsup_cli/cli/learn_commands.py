@@ -7,6 +7,7 @@ Engine modules that import torch are imported inside the commands that need them
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated
@@ -15,13 +16,14 @@ import typer
 
 from supsup_cli.cli import interrupts, output
 from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, Json, Permute, Rotate,
-                                    task_data, task_datas)
+                                    refuse_given, task_data, task_datas)
 from supsup_cli.data.images import export_examples
 from supsup_cli.data.tasks import load_task
 from supsup_cli.errors import InvalidArgument
 
 
 def learn(
+    ctx: typer.Context,
     path: ArchivePath,
     data: Dataset = "mnist",
     permute: Permute = None,
@@ -74,6 +76,10 @@ def learn(
     from supsup_cli.learn import LearnRequest, learn_tasks
     from supsup_cli.training import TrainConfig
 
+    if not auto:
+        refuse_given(ctx, ("decide_every", "epsilon", "max_masks"), "without --auto")
+    if density is None:
+        refuse_given(ctx, ("density_budget",), "without --density")
     datas = task_datas(data, permute, rotate, classes)
     if name is not None and len(datas) > 1:
         raise InvalidArgument(f"--name names one task; --permute/--rotate name {len(datas)}")
@@ -93,10 +99,20 @@ def learn(
         else:
             results = learn_tasks(requests, progress.step, progress.started)
         for result in results:
-            progress.finished(result)
-            _show(result, auto, json_, first=result is not None and progress.done == 1)
+            shown = _rendered(result)
+            progress.finished(shown)
+            _show(shown, auto, json_, first=progress.done == 1)
     for message in notes:
         output.note(f"supsup: note: {message}")
+
+
+def _rendered(result) -> dict | None:
+    """A learned task as printed: seconds to the millisecond, densities to 6 digits."""
+    if result is None or isinstance(result, dict):  # None: a torchrun rank other than 0; dict: --auto's report
+        return result
+    plain = dataclasses.asdict(result)
+    plain.update(train_seconds=round(result.train_seconds, 3), density=round(result.density, 6))
+    return plain
 
 
 def _show(result: dict | None, auto: bool, json_: bool, first: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -96,3 +97,12 @@ def parse_classes(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise InvalidArgument(f"--classes takes comma-separated integers, got {text!r}") from None
+
+
+def refuse_given(ctx: typer.Context, names: Sequence[str], where: str) -> None:
+    """Exit 2 if any of these options was given on the command line where it would have no effect:
+    a flag that is silently dropped is worse than one refused. `where` names the other flag."""
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            raise InvalidArgument(f"--{name.replace('_', '-')} has no effect {where}")

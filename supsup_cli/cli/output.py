@@ -21,13 +21,26 @@ def _styled(stream: Any) -> bool:
     return "NO_COLOR" not in os.environ and stream.isatty()
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away (`supsup infer ... | head -1`). Not an OSError, which click
+    would turn into exit 1 on its own."""
+
+
+def _out(text: str, flush: bool = False) -> None:
+    try:
+        sys.stdout.write(text)
+        if flush:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed from None
+
+
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
-    sys.stdout.flush()
+    _out(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n", flush=True)
 
 
 def emit_line(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    _out(text + "\n")
 
 
 def is_terminal() -> bool:
@@ -47,7 +60,7 @@ def duration(seconds: float) -> str:
 def emit_fields(fields: Sequence[tuple[str, Any]]) -> None:
     width = max((len(key) for key, _ in fields), default=0)
     for key, value in fields:
-        sys.stdout.write(f"{key + ':':<{width + 1}} {value}\n")
+        _out(f"{key + ':':<{width + 1}} {value}\n")
 
 
 def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
@@ -59,10 +72,10 @@ def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str
         Console(file=sys.stdout).print(table)
         return
     if title:
-        sys.stdout.write(f"{title}\n")
+        _out(f"{title}\n")
     widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
     for row in [list(columns), *cells]:
-        sys.stdout.write("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() + "\n")
+        _out("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() + "\n")
 
 
 def _cell(value: Any) -> str:
@@ -71,6 +84,14 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def detach_closed_stdout() -> None:
+    """After the reader of stdout went away: send what is still buffered nowhere, so that the exit
+    flush neither fails nor prints "Exception ignored" on stderr."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def note(message: str) -> None:

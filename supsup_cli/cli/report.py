@@ -101,7 +101,7 @@ def write_files(results: dict[str, Any], out: Path) -> list[Path]:
     if "matrix" in results:
         written.append(out / "matrix.csv")
         with open(written[-1], "w", newline="") as handle:
-            writer = csv.writer(handle)
+            writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["method", "after_tasks", "task", "accuracy"])
             for method, matrix in results["matrix"].items():
                 for checkpoint, row in zip(results["checkpoints"], matrix):

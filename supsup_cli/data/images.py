@@ -23,7 +23,7 @@ def export_examples(examples: TaskExamples, count: int, out: Path) -> list[tuple
         Image.fromarray(_as_hwc(examples.images[index])).save(out / name)
         rows.append((name, int(examples.labels[index])))
     with open(out / "labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")  # join and awk expect \n, not csv's \r\n
         writer.writerow(["file", "label"])
         writer.writerows(rows)
     return rows
