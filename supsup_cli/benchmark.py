@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from supsup_cli import (archive, baselines, device as device_, hopfield, inference, metrics, paper, prng, registry,
+from supsup_cli import (archive, baselines, choices, device as device_, hopfield, inference, metrics, paper, prng, registry,
                         result_store, speed)
 from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
@@ -27,10 +27,10 @@ from supsup_cli.storage import storage_report
 from supsup_cli.training import TrainConfig, task_tensors
 from supsup_cli.weights import base_weights
 
-SUITES = ("permuted-mnist", "rotated-mnist", "split-mnist", "split-cifar100")
+SUITES = choices.SUITES
 DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
 SPEED_KS = (10, 100, 1000)
-PROTOCOLS = ("per-image", "paper")
+PROTOCOLS = choices.PROTOCOLS
 BLOCK_IMAGES = 2048  # evaluation images inferred together: the masks' cost is shared by a block
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
 
@@ -124,7 +124,7 @@ def gated_accuracy(results: dict[str, Any]) -> tuple[str, float]:
 
 
 def check_config(config: BenchmarkConfig) -> None:
-    if config.scenario not in ("gnu", "nns"):
+    if config.scenario not in choices.SCENARIOS:
         raise InvalidArgument(f"--scenario must be gnu or nns, got {config.scenario!r}")
     if config.suite not in SUITES:
         raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {config.suite!r}")

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from supsup_cli import choices
 from supsup_cli.errors import InvalidArgument
 from supsup_cli.masks import unpack
 from supsup_cli.models import MaskedNet
 from supsup_cli.registry import mask_sites
 
-METHODS = ("one-shot", "binary", "exhaustive")
-OBJECTIVES = ("entropy", "g")
+METHODS = choices.METHODS
+OBJECTIVES = choices.OBJECTIVES
 DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
 
 

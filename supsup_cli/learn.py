@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, distributed, maskcodec, masks as masks_, prng
+from supsup_cli import archive, choices, distributed, maskcodec, masks as masks_, prng
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import DuplicateTask, InvalidArgument
@@ -56,14 +56,14 @@ def check_request(request: LearnRequest) -> None:
         raise InvalidArgument(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.lr is not None and not config.lr > 0:
         raise InvalidArgument(f"--lr must be positive, got {config.lr}")
-    if config.optimizer not in (None, "rmsprop", "sgd", "adam"):
-        raise InvalidArgument(f"--optimizer must be rmsprop, adam or sgd, got {config.optimizer!r}")
-    if config.budget not in ("uniform", "er"):
-        raise InvalidArgument(f"--density-budget must be uniform or er, got {config.budget!r}")
+    if config.optimizer not in (None, *choices.OPTIMIZERS):
+        raise InvalidArgument(f"--optimizer must be {choices.listed(choices.OPTIMIZERS)}, got {config.optimizer!r}")
+    if config.budget not in choices.DENSITY_BUDGETS:
+        raise InvalidArgument(f"--density-budget must be {choices.listed(choices.DENSITY_BUDGETS)}, got {config.budget!r}")
     if config.density is not None and not 0 < config.density <= 1:
         raise InvalidArgument(f"--density must be in (0, 1], got {config.density}")
-    if request.init not in ("kaiming", "mean"):
-        raise InvalidArgument(f"--init must be kaiming or mean, got {request.init!r}")
+    if request.init not in choices.INITS:
+        raise InvalidArgument(f"--init must be {choices.listed(choices.INITS)}, got {request.init!r}")
     if request.name is not None:
         try:
             check_name(request.name)

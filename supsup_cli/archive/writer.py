@@ -24,7 +24,7 @@ import filelock
 import h5py
 import numpy as np
 
-from supsup_cli import __version__
+from supsup_cli import __version__, choices
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
 from supsup_cli.archive.reader import FORMAT_NAME, Archive, StoredTask
@@ -272,8 +272,8 @@ def merge(out: Path, inputs: list[Path], on_duplicate: str = "refuse", force: bo
     """One archive with every task of `inputs`, in order, renumbered. The inputs must share the
     architecture, seed and weights; a duplicate task name is refused, renamed (name-2, ...) or skipped.
     Inputs are read one at a time."""
-    if on_duplicate not in ("refuse", "rename", "skip"):
-        raise InvalidArgument(f"--on-duplicate must be refuse, rename or skip, got {on_duplicate!r}")
+    if on_duplicate not in choices.ON_DUPLICATE:
+        raise InvalidArgument(f"--on-duplicate must be {choices.listed(choices.ON_DUPLICATE)}, got {on_duplicate!r}")
     out = Path(out)
     if out.exists() and not force:
         raise ArchiveExists(f"{out}: file exists (use --force to overwrite it)")

@@ -18,6 +18,20 @@ from supsup_cli.errors import ArchiveNotFound, DiskFull, SupsupError
 # Typer 0.2x vendors click as typer._click; older releases depend on click itself.
 click = getattr(typer, "_click", None) or __import__("click")
 
+def _plain_argument_names() -> None:
+    """Help names arguments as ARCHIVE and INPUTS..., not {ARCHIVE} <path> or <list[Path]>: Python
+    types mean nothing to a shell user, and each argument's help says what it takes. (Typer 0.2x
+    draws its own argument names; older releases leave this to click, which already does.)"""
+    argument = getattr(typer.core, "TyperArgument", None)
+    if argument is None or not hasattr(argument, "_usage_display_name"):
+        return
+    argument.display_type_rich = lambda self, ctx: None
+    argument._usage_display_name = lambda self: (self.display_name_raw if self.required
+                                                 else f"[{self.display_name_raw}]")
+
+
+_plain_argument_names()
+
 app = typer.Typer(
     name="supsup",
     help="Learn thousands of tasks in sequence without forgetting (Supermasks in Superposition).",
@@ -43,16 +57,28 @@ def _root(
     """Learn thousands of tasks in sequence without forgetting (Supermasks in Superposition)."""
 
 
-app.command("init")(archive_commands.init)
-app.command("inspect")(archive_commands.inspect)
-app.command("size")(archive_commands.size)
-app.command("hopfield-store")(archive_commands.hopfield_store)
-app.command("merge")(archive_commands.merge)
-app.command("learn-task")(learn_commands.learn)
-app.command("infer")(infer_commands.infer)
-app.command("benchmark")(benchmark_commands.benchmark)
+def _examples_kept(command):
+    """Help shows each "Example:" line as written, one per line, so that it can be copied: click
+    rewraps every paragraph but one that starts with a \\b line."""
+    lines = (command.__doc__ or "").split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip().startswith("Example:")), None)
+    if first is not None:
+        indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+        lines.insert(first, indent + "\b")
+        command.__doc__ = "\n".join(lines)
+    return command
+
+
+app.command("init")(_examples_kept(archive_commands.init))
+app.command("inspect")(_examples_kept(archive_commands.inspect))
+app.command("size")(_examples_kept(archive_commands.size))
+app.command("hopfield-store")(_examples_kept(archive_commands.hopfield_store))
+app.command("merge")(_examples_kept(archive_commands.merge))
+app.command("learn-task")(_examples_kept(learn_commands.learn))
+app.command("infer")(_examples_kept(infer_commands.infer))
+app.command("benchmark")(_examples_kept(benchmark_commands.benchmark))
 data_app = typer.Typer(help="Datasets and task data.", no_args_is_help=True)
-data_app.command("export")(learn_commands.export)
+data_app.command("export")(_examples_kept(learn_commands.export))
 app.add_typer(data_app, name="data")
 
 

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from supsup_cli import archive, registry
+from supsup_cli import archive, choices, registry
+from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
 from supsup_cli.cli.options import ArchivePath, Json
 from supsup_cli.errors import ArchiveCorrupt
@@ -17,7 +18,7 @@ from supsup_cli.records import TaskRecord
 
 def init(
     path: ArchivePath,
-    arch: Annotated[str, typer.Option("--arch", help=f"One of: {', '.join(registry.REGISTRY)}.")],
+    arch: Annotated[str, typer.Option("--arch", help=f"{listed(tuple(registry.REGISTRY))}.")],
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**64 - 1, help="Seed of the random base network.")] = 0,
     output_size: Annotated[
         int | None, typer.Option("--output-size", help="Output neurons s (real classes plus superfluous ones).")
@@ -197,11 +198,12 @@ def hopfield_store(
 
 
 def merge(
-    out: Annotated[Path, typer.Argument(help="The merged archive to write.", show_default=False)],
-    inputs: Annotated[list[Path], typer.Argument(help="Archives of one base network (same arch, seed, weights).",
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The merged archive to write.", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUTS...", help="Archives of one base network (same arch, seed, weights).",
                                                  show_default=False)],
-    on_duplicate: Annotated[str, typer.Option("--on-duplicate", help="A task name seen before: refuse, rename "
-                                                                     "(name-2) or skip.")] = "refuse",
+    on_duplicate: Annotated[str, typer.Option(
+        "--on-duplicate", help=f"A task name seen before: {listed(choices.ON_DUPLICATE)} (rename: name-2, ...).")]
+    = "refuse",
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
     json_: Json = False,
 ) -> None:

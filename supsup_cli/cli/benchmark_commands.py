@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from supsup_cli import registry
+from supsup_cli import choices, registry
+from supsup_cli.choices import listed
 from supsup_cli.cli import interrupts, output, report
 from supsup_cli.cli.options import Device, Json, refuse_given
 from supsup_cli.errors import QualityGateFailed
@@ -18,22 +19,26 @@ QUICK = {"tasks": 5, "steps": 1000, "eval_images": 1000}
 
 def benchmark(
     ctx: typer.Context,
-    suite: Annotated[str, typer.Option("--suite", help="permuted-mnist, rotated-mnist, split-mnist, or speed.")]
+    suite: Annotated[str, typer.Option("--suite", help=f"{listed((*choices.SUITES, 'speed'))}.")]
     = "permuted-mnist",
-    arch: Annotated[str, typer.Option("--arch")] = "lenet300-100",
+    arch: Annotated[str, typer.Option("--arch", help=f"{listed(tuple(registry.REGISTRY))}.")] = "lenet300-100",
     tasks: Annotated[int | None, typer.Option("--tasks", help="Tasks to learn (default: the suite's).")] = None,
     steps: Annotated[int | None, typer.Option(
         "--steps", help="Batches per task (default 1000; one epoch for fc2048-2048-hop).")] = None,
     eval_images: Annotated[int | None, typer.Option(
         "--eval-images", help="Test images per task, spread over the test split (default: all).")] = None,
-    method: Annotated[list[str] | None, typer.Option("--method", help="one-shot and/or binary (repeatable).")]
+    method: Annotated[list[str] | None, typer.Option(
+        "--method", metavar="METHOD", help=f"{listed(choices.METHODS)}; repeatable (default: one-shot and binary).")]
     = None,
-    objective: Annotated[list[str] | None, typer.Option("--objective", help="entropy and/or g (repeatable).")]
+    objective: Annotated[list[str] | None, typer.Option(
+        "--objective", metavar="OBJECTIVE", help=f"{listed(choices.OBJECTIVES)}; repeatable (default: both).")]
     = None,
     same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task per batch of 128 images.")] = False,
     density: Annotated[float | None, typer.Option("--density", help="Top-k masks of this density.")] = None,
-    density_budget: Annotated[str, typer.Option("--density-budget", help="uniform or er.")] = "uniform",
-    scenario: Annotated[str, typer.Option("--scenario", help="gnu (task ids while learning) or nns (none at all).")]
+    density_budget: Annotated[str, typer.Option(
+        "--density-budget", help=f"With --density: {listed(choices.DENSITY_BUDGETS)}.")] = "uniform",
+    scenario: Annotated[str, typer.Option(
+        "--scenario", help=f"{listed(choices.SCENARIOS)} (gnu: task ids while learning; nns: none at all).")]
     = "gnu",
     output_size: Annotated[int | None, typer.Option("--output-size", help="Output neurons (default: the arch's).")]
     = None,
@@ -45,12 +50,15 @@ def benchmark(
     protocol: Annotated[str, typer.Option(
         "--protocol", help="per-image (each image's task inferred on its own, class among the task's outputs), "
                            "paper (the paper's code: the task inferred from the first image of each shuffled "
-                           "batch of 128, class the arg-max over all s outputs), or both.")] = "per-image",
+                           "batch of 128, class the arg-max over all s outputs), or both: "
+                           f"{listed((*choices.PROTOCOLS, 'both'))}.")] = "per-image",
     max_masks: Annotated[int | None, typer.Option(
         "--max-masks", min=1, help="With --scenario nns: the mask budget (the paper's Table 5: 2500).")] = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="Keep the archive here; evaluate it if it has "
                                                                    "tasks.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write results.json, matrix.csv, accuracy.png; keep each evaluated checkpoint in OUT/checkpoints/, so that a rerun evaluates only the missing ones.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write results.json, matrix.csv, accuracy.png and matrix.png; keep each evaluated "
+                      "checkpoint in OUT/checkpoints/, so that a rerun evaluates only the missing ones.")] = None,
     baselines: Annotated[bool, typer.Option("--baselines/--no-baselines", help="Train the upper and lower bound.")]
     = True,
     fail_under: Annotated[float | None, typer.Option(
@@ -58,7 +66,8 @@ def benchmark(
     quick: Annotated[bool, typer.Option("--quick", help="5 tasks, 1000 steps, 1000 test images: about a minute.")]
     = False,
     device: Device = "auto",
-    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the base network, and mixed into each "
+                                                           "task's seed.")] = 0,
     json_: Json = False,
 ) -> None:
     """Run a continual-learning experiment end to end: learn tasks, infer them, compare with the paper.
@@ -178,10 +187,11 @@ class _BarListener:
         """Logs and CI have no bar, so each unit gets a line: training and evaluation are each
         extrapolated from their own pace so far (evaluation before any is done: not estimated)."""
         elapsed = time.perf_counter() - self._started
-        if not self._total or not self._done_before:
-            return f" ({elapsed:.0f} s elapsed)"
-        left = self._spent["train"] * max(self._total - self._done_before, 0) / self._done_before
+        steps_left = max(self._total - self._done_before, 0)
         work_left = max(self._work_total - self._work_done, 0.0)
+        if (steps_left and not self._done_before) or (not steps_left and work_left and not self._work_done):
+            return f" ({elapsed:.0f} s elapsed)"
+        left = self._spent["train"] * steps_left / self._done_before if steps_left else 0.0
         if work_left and not self._work_done:
             return f" ({elapsed:.0f} s elapsed, about {output.duration(left)} of training left, then evaluation)"
         if work_left:

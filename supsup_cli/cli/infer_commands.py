@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from supsup_cli import choices
+from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
 from supsup_cli.cli.options import ArchivePath, Device, Json, refuse_given
 
@@ -14,11 +16,13 @@ from supsup_cli.cli.options import ArchivePath, Device, Json, refuse_given
 def infer(
     ctx: typer.Context,
     path: ArchivePath,
-    inputs: Annotated[list[Path], typer.Argument(help="PNG/JPEG files, folders of them, or .npy arrays.",
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUTS...", help="PNG/JPEG files, folders of them, or "
+                                                                          ".npy arrays (N x H x W).",
                                                  show_default=False)],
     task: Annotated[str | None, typer.Option("--task", help="Task index or name: use its mask, no inference.")] = None,
-    method: Annotated[str, typer.Option("--method", help="one-shot, binary or exhaustive.")] = "one-shot",
-    objective: Annotated[str, typer.Option("--objective", help="entropy (H) or g (superfluous neurons).")] = "entropy",
+    method: Annotated[str, typer.Option("--method", help=f"{listed(choices.METHODS)}.")] = "one-shot",
+    objective: Annotated[str, typer.Option(
+        "--objective", help=f"{listed(choices.OBJECTIVES)} (entropy: H; g: superfluous neurons).")] = "entropy",
     same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task for all inputs together.")] = False,
     resize: Annotated[bool, typer.Option("--resize", help="Resize images to the network's input size.")] = False,
     hopfield: Annotated[bool, typer.Option(

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from supsup_cli import choices
+from supsup_cli.choices import listed
 from supsup_cli.cli import interrupts, output
 from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, Json, Permute, Rotate,
                                     refuse_given, task_data, task_datas)
@@ -31,19 +33,21 @@ def learn(
     classes: Classes = None,
     name: Annotated[str | None, typer.Option("--name", help="Task name (default: from the data spec).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Training batches.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Training images per batch.")] = 128,
     lr: Annotated[float | None, typer.Option(
         "--lr", help="Learning rate of the scores (default: 1e-4 for rmsprop, 0.1 for the Hopfield arch).")] = None,
     optimizer: Annotated[str | None, typer.Option(
-        "--optimizer", help="rmsprop, adam or sgd (momentum 0.9, weight decay 1e-4); default: the paper's "
-                            "for the architecture.")] = None,
+        "--optimizer", help=f"{listed(choices.OPTIMIZERS)} (sgd: momentum 0.9, weight decay 1e-4); default: "
+                            "the paper's for the architecture.")] = None,
     density: Annotated[float | None, typer.Option(
         "--density", help="Keep this fraction of each layer's weights (top-k); default: scores >= 0.")] = None,
     density_budget: Annotated[str, typer.Option(
-        "--density-budget", help="With --density: uniform, or er (Erdos-Renyi-kernel: smaller layers keep more).")]
+        "--density-budget", help=f"With --density: {listed(choices.DENSITY_BUDGETS)} (er: Erdos-Renyi-kernel, "
+                                 "smaller layers keep more).")]
     = "uniform",
     init: Annotated[str, typer.Option(
-        "--init", help="kaiming, or mean: start from the running mean of the archive's masks.")] = "kaiming",
+        "--init", help=f"{listed(choices.INITS)} (mean: start from the running mean of the archive's masks).")]
+    = "kaiming",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Mixed with the archive's seed and the task's index "
                                                            "and name into the seed of its scores and batches.")] = 0,
     auto: Annotated[bool, typer.Option("--auto", help="No task id: decide every --decide-every batches "

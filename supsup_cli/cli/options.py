@@ -9,14 +9,19 @@ from typing import Annotated
 
 import typer
 
+from supsup_cli.choices import listed
+from supsup_cli.data.datasets import DATASETS
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object (per input, for infer) on stdout.")]
-ArchivePath = Annotated[Path, typer.Argument(help="The .supsup archive.", show_default=False)]
+ArchivePath = Annotated[Path, typer.Argument(metavar="ARCHIVE", help="The .supsup archive.", show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
-Dataset = Annotated[str, typer.Option("--data", help="Dataset: mnist (shipped), fashion-mnist, kmnist (downloaded).")]
+Dataset = Annotated[str, typer.Option(
+    "--data", metavar="DATASET",
+    help=f"{listed(tuple(DATASETS))}, or folder:PATH, your images as PATH/train/<class>/*.png and "
+         "PATH/test/<class>/*.png (mnist ships with supsup; the others download on first use).")]
 Permute = Annotated[str | None, typer.Option(
     "--permute", metavar="SEEDS", help="Permute pixels by the permutation of SEED; learn-task takes several: "
                                        "1-250 (a range), 3,8,21 (a list), or both: 1-5,9.")]

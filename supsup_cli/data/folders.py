@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from supsup_cli.errors import DataUnavailable
+from supsup_cli.errors import DataUnavailable, InputNotFound
 
 PREFIX = "folder:"
 SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -28,6 +28,9 @@ def root(name: str) -> Path:
 
 
 def classes(name: str) -> list[str]:
+    if not root(name).is_dir():
+        raise InputNotFound(f"{root(name)}: no such folder (--data folder:PATH takes PATH/train/<class>/*.png "
+                            "and PATH/test/<class>/*.png)")
     train = root(name) / "train"
     if not train.is_dir():
         raise DataUnavailable(f"{root(name)}: no train/ folder with one subfolder per class")
