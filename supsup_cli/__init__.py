@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "create": "supsup_cli.api", "learn_task": "supsup_cli.api", "learn_tasks": "supsup_cli.api",
     "infer_arrays": "supsup_cli.api", "merge": "supsup_cli.archive", "Archive": "supsup_cli.archive",
-    "TaskData": "supsup_cli.data.transforms", "LearnedTask": "supsup_cli.learn", "Inferred": "supsup_cli.predict",
+    "TaskData": "supsup_cli.data.transforms", "LearnedTask": "supsup_cli.learn", "Inferred": "supsup_cli.infer",
     **{name: "supsup_cli.errors" for name in (
         "SupsupError", "ArchiveNotFound", "ArchiveExists", "NotAnArchive", "ArchiveCorrupt", "VersionTooNew",
         "WeightsMismatch", "ArchiveLocked", "ConcurrentChange", "UnknownTask", "NoTasks", "DuplicateTask",

@@ -21,7 +21,7 @@ from supsup_cli.data.arrays import as_uint8_images, data_of_arrays, examples_of_
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import BadInput
 from supsup_cli.learn import LearnedTask, LearnRequest, learn_tasks as _learn_tasks
-from supsup_cli.predict import Inferred, InferRequest, infer_pixels
+from supsup_cli.infer import Inferred, InferRequest, infer_pixels
 from supsup_cli.training import TrainConfig
 
 Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accuracy)

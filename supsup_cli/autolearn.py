@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from supsup_cli import archive, distributed, masks as masks_, prng
 from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, padding_masks, uncertainty
-from supsup_cli.data.tasks import load_task
+from supsup_cli.archive.records import TaskRecord, unique_name
+from supsup_cli.data.tasks import TaskExamples
 from supsup_cli.errors import ConcurrentChange, DuplicateTask, InvalidArgument
-from supsup_cli.learn import LearnRequest, check_inputs, check_outputs, check_request, mask_digest, running_mean
+from supsup_cli.learn import LearnRequest, check_request, load_examples, mask_digest, running_mean
 from supsup_cli.masks import unpack
 from supsup_cli.models import MaskedNet, build, real_outputs
-from supsup_cli.records import TaskRecord, unique_name
-from supsup_cli.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, initial_scores,
+from supsup_cli.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, fit, initial_scores,
                                  scores_of_mask, task_tensors)
 
 
@@ -26,6 +25,24 @@ class _Candidate:
 
     task: int | None  # the committed task's index; None for a new mask
     trainer: MaskTrainer | None = None
+    masks: list[torch.Tensor] = field(default_factory=list)  # once trained: its bits, and then
+    test_accuracy: float | None = None
+    committed_as: tuple[str, int] | None = None  # (name, index) once committed
+
+
+@dataclass
+class _Stream:
+    """What every decision of one --auto call looks at: the network, the masks committed before the
+    call (bit-packed), untrained padding masks, the real outputs, and the rules."""
+
+    net: MaskedNet
+    committed: list[torch.Tensor]
+    padding: list[torch.Tensor]
+    real: list[int]
+    config: TrainConfig
+    epsilon: float
+    max_masks: int | None
+    previous_mean: list[torch.Tensor] | None  # --init mean: where new masks start
 
 
 def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = EPSILON,
@@ -58,100 +75,87 @@ def _learn_auto(request: LearnRequest, device: torch.device, decide_every: int, 
         previous_mean = running_mean(current, device) if request.init == "mean" else None
         stream_seed = prng.task_seed(current.seed, len(records), request.name or request.data.default_name(),
                                      request.config.seed)
-    train = load_task(request.data, "train", request.data_dir)
-    test = load_task(request.data, "test", request.data_dir)
-    check_inputs(spec, train)
-    check_outputs(spec, train.classes)
+    train, test = load_examples(request, spec)
     net = build(spec, weights).to(device)
-    real = sorted({o for r in records for o in real_outputs(spec, r.classes)} | set(real_outputs(spec, train.classes)))
     config = replace(request.config, seed=stream_seed)  # batch order; new masks derive theirs from it
-    padding = [p.to(device) for p in padding_masks(net, config, MIN_CANDIDATES)]
+    stream = _Stream(net, committed, [p.to(device) for p in padding_masks(net, config, MIN_CANDIDATES)],
+                     sorted({o for r in records for o in real_outputs(spec, r.classes)}
+                            | set(real_outputs(spec, train.classes))),
+                     config, epsilon, max_masks, previous_mean)
     pool = [_Candidate(task) for task in range(len(records))]
     tensors = task_tensors(train, spec, device)
     generator = torch.Generator().manual_seed(stream_seed)
-    stream = batches(len(tensors.targets), min(config.batch_size, len(tensors.targets)), generator, device)
-    decisions: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for step in range(config.steps):
-        index = next(stream)
-        x, y = tensors.inputs(index, generator), tensors.targets[index]
-        if step % decide_every == 0:
-            chosen, decision = _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks,
-                                       previous_mean)
-            decisions.append({"step": step, **decision})
-            if decision["action"] == "reuse-budget" and notes is not None:
-                notes.append(f"--max-masks {max_masks} reached at step {step}: training the closest mask "
+    batch_stream = batches(len(tensors.targets), min(config.batch_size, len(tensors.targets)), generator, device)
+    decisions: list[tuple[int, _Candidate, dict[str, Any]]] = []
+
+    def step(index: int, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = tensors.inputs(batch, generator), tensors.targets[batch]
+        if index % decide_every == 0:
+            decisions.append((index, *_decide(stream, pool, x)))
+            if decisions[-1][2]["action"] == "reuse-budget" and notes is not None:
+                notes.append(f"--max-masks {max_masks} reached at step {index}: training the closest mask "
                              f"instead of allocating a new one")
-        part = distributed.shard(torch.arange(len(index), device=device))
-        loss, logits = chosen.trainer.step(x[part], y[part])
-        if progress is not None and ((step + 1) % 20 == 0 or step + 1 == config.steps):
-            progress(step + 1, loss.item(), (logits.argmax(1) == y[part]).float().mean().item())
-    seconds = time.perf_counter() - started
+        part = distributed.shard(torch.arange(len(batch), device=device))
+        return *decisions[-1][1].trainer.step(x[part], y[part]), y[part]
+
+    seconds = fit(config.steps, batch_stream, step, progress)[0]
     if not distributed.all_succeeded() or not distributed.is_leader():
         return None
     trained = [c for c in pool if c.trainer is not None]
     test_tensors = task_tensors(test, spec, device)
-    outcomes = {}
     for candidate in trained:
-        masks = candidate.trainer.masks()
-        outcomes[id(candidate)] = (masks, accuracy(net, masks, test_tensors, real_outputs(spec, test.classes)))
-    committed_as = _commit_auto(request, trained, outcomes, train, seconds, records, weights_digest, stream_seed)
-    for decision in decisions:
-        decision["mask"] = committed_as[id(pool[decision.pop("candidate")])][1]
+        candidate.masks = candidate.trainer.masks()
+        candidate.test_accuracy = accuracy(net, candidate.masks, test_tensors, real_outputs(spec, test.classes))
+    _commit_auto(request, trained, train, seconds, records, weights_digest, stream_seed)
     main = max(trained, key=lambda c: c.trainer.steps)
-    main_masks, main_accuracy = outcomes[id(main)]
-    total = sum(m.numel() for m in main_masks)
     return {
-        "index": committed_as[id(main)][1],
-        "name": committed_as[id(main)][0],
-        "test_accuracy": main_accuracy,
+        "index": main.committed_as[1],
+        "name": main.committed_as[0],
+        "test_accuracy": main.test_accuracy,
         "train_seconds": round(seconds, 3),
         "steps": config.steps,
-        "density": round(sum(float(m.sum()) for m in main_masks) / total, 6),
+        "density": round(sum(float(m.sum()) for m in main.masks) / sum(m.numel() for m in main.masks), 6),
         "auto": True,
-        "decisions": decisions,
-        "allocated": [committed_as[id(c)][1] for c in trained if c.task is None],
+        "decisions": [{"step": at, **decision, "mask": chosen.committed_as[1]} for at, chosen, decision in decisions],
+        "allocated": [c.committed_as[1] for c in trained if c.task is None],
         "reused": [c.task for c in trained if c.task is not None],
         "masks": len(records) + sum(c.task is None for c in trained),
-        "budget_reached": any(d["action"] == "reuse-budget" for d in decisions),
+        "budget_reached": any(d["action"] == "reuse-budget" for _, _, d in decisions),
         "ranks": distributed.world_size(),
         "data": request.data.to_plain(),
     }
 
 
-def _decide(net, pool, committed, padding, x, real, config, epsilon, max_masks,
-            previous_mean) -> tuple[_Candidate, dict]:
-    threshold = 1 + epsilon
+def _decide(stream: _Stream, pool: list[_Candidate], x: torch.Tensor) -> tuple[_Candidate, dict[str, Any]]:
+    """Keep training a mask that explains the batch markedly better than the others, or allocate one."""
+    threshold = 1 + stream.epsilon
     if not pool:
-        first = {"statistic": None, "threshold": threshold, "candidates": 0, "action": "allocate", "candidate": 0}
-        return _allocate(net, pool, config, previous_mean), first
-    packed = [torch.stack([_packed_row(c, site, committed) for c in pool]) for site in range(len(committed))]
+        return _allocate(stream, pool), {"statistic": None, "threshold": threshold, "candidates": 0,
+                                         "action": "allocate"}
+    packed = [torch.stack([_packed_row(c, site, stream.committed) for c in pool])
+              for site in range(len(stream.committed))]
     if len(pool) < MIN_CANDIDATES:
-        packed = [torch.cat([p, pad[: MIN_CANDIDATES - len(pool)]]) for p, pad in zip(packed, padding)]
-    found = uncertainty(net, packed, x, real)
+        packed = [torch.cat([p, pad[: MIN_CANDIDATES - len(pool)]]) for p, pad in zip(packed, stream.padding)]
+    found = uncertainty(stream.net, packed, x, stream.real)
     decision = {"statistic": round(found.statistic, 6), "threshold": threshold, "candidates": len(found.nu)}
     if found.statistic >= threshold and found.best() < len(pool):
-        chosen = pool[found.best()]
-        decision["action"] = "reuse"
-    elif max_masks is not None and len(pool) >= max_masks:
-        chosen = pool[found.best(len(pool))]
-        decision["action"] = "reuse-budget"
+        chosen, decision["action"] = pool[found.best()], "reuse"
+    elif stream.max_masks is not None and len(pool) >= stream.max_masks:
+        chosen, decision["action"] = pool[found.best(len(pool))], "reuse-budget"
     else:
-        chosen = _allocate(net, pool, config, previous_mean)
-        decision["action"] = "allocate"
+        chosen, decision["action"] = _allocate(stream, pool), "allocate"
     if chosen.trainer is None:  # a committed mask: go on training it from exactly its bits
-        bits = [unpack(committed[s][chosen.task], w.numel()).view(w.shape) for s, w in enumerate(net.base())]
-        chosen.trainer = MaskTrainer(net, config, scores_of_mask(net, bits, config))
-    decision["candidate"] = pool.index(chosen)
+        bits = [unpack(stream.committed[s][chosen.task], w.numel()).view(w.shape)
+                for s, w in enumerate(stream.net.base())]
+        chosen.trainer = MaskTrainer(stream.net, stream.config, scores_of_mask(stream.net, bits, stream.config))
     return chosen, decision
 
 
-def _allocate(net: MaskedNet, pool: list[_Candidate], config: TrainConfig,
-              previous_mean: list[torch.Tensor] | None) -> _Candidate:
+def _allocate(stream: _Stream, pool: list[_Candidate]) -> _Candidate:
     """A new mask: fresh scores, or (--init mean) the mean of the masks committed before this call."""
-    generator = torch.Generator().manual_seed(prng.task_seed(config.seed, len(pool), "auto"))
-    scores = initial_scores(net, config, previous_mean, generator)
-    pool.append(_Candidate(None, MaskTrainer(net, config, scores)))
+    generator = torch.Generator().manual_seed(prng.task_seed(stream.config.seed, len(pool), "auto"))
+    scores = initial_scores(stream.net, stream.config, stream.previous_mean, generator)
+    pool.append(_Candidate(None, MaskTrainer(stream.net, stream.config, scores)))
     return pool[-1]
 
 
@@ -161,11 +165,10 @@ def _packed_row(candidate: _Candidate, site: int, committed: list[torch.Tensor])
     return masks_.pack(candidate.trainer.masks()[site].reshape(-1).to(committed[site].device))
 
 
-def _commit_auto(request: LearnRequest, trained: list[_Candidate], outcomes: dict, train, seconds: float,
-                 records: list[TaskRecord], weights_digest: str, stream_seed: int) -> dict[int, tuple[str, int]]:
+def _commit_auto(request: LearnRequest, trained: list[_Candidate], train: TaskExamples, seconds: float,
+                 records: list[TaskRecord], weights_digest: str, stream_seed: int) -> None:
     """New masks become tasks; committed masks that were trained again are replaced, all at once.
-    Returns each trained candidate's committed (name, index)."""
-    committed_as: dict[int, tuple[str, int]] = {}
+    Each trained candidate learns its committed (name, index)."""
 
     def tasks(current: archive.Archive) -> tuple[list[archive.StoredTask], None]:
         if current.weights_sha256 != weights_digest:
@@ -173,16 +176,16 @@ def _commit_auto(request: LearnRequest, trained: list[_Candidate], outcomes: dic
         stored = [current.stored_task(i) for i in range(current.index.tasks)]
         taken = {t.name for t in current.tasks}
         for candidate in trained:
-            masks, test_accuracy = outcomes[id(candidate)]
-            kept = [m.numpy() for m in masks]
-            density = tuple(float(m.float().mean()) for m in masks)
+            kept = [m.numpy() for m in candidate.masks]
+            density = tuple(float(m.float().mean()) for m in candidate.masks)
             facts = {**asdict(request.config.resolved(current.spec)), "task_seed": stream_seed, "auto": True,
                      "steps": candidate.trainer.steps, "train_seconds": round(seconds, 3)}
             if candidate.task is None:
                 name = unique_name(request.name or f"auto-{len(stored)}", taken)
                 record = TaskRecord(name=name, data=request.data.to_plain(), classes=train.classes,
-                                    mean=train.mean, std=train.std, density=density, test_accuracy=test_accuracy,
-                                    mask_sha256=mask_digest(kept), training=facts)
+                                    mean=train.mean, std=train.std, density=density,
+                                    test_accuracy=candidate.test_accuracy, mask_sha256=mask_digest(kept),
+                                    training=facts)
                 stored.append(archive.StoredTask.of(record, kept))
                 index = len(stored) - 1
             else:
@@ -191,13 +194,13 @@ def _commit_auto(request: LearnRequest, trained: list[_Candidate], outcomes: dic
                 if (old.name, old.mask_sha256) != (before.name, before.mask_sha256):
                     raise ConcurrentChange(f"{request.path}: task {index} ({before.name!r}) was changed by another "
                                            "writer while this one trained it; nothing was committed")
-                record = replace(old, density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(kept),
+                record = replace(old, density=density, test_accuracy=candidate.test_accuracy,
+                                 mask_sha256=mask_digest(kept),
                                  training={**old.training, "retrained": old.training.get("retrained", [])
                                            + [{**facts, "data": request.data.to_plain()}]})
                 stored[index] = archive.StoredTask.of(record, kept)
             taken.add(record.name)
-            committed_as[id(candidate)] = (record.name, index)
+            candidate.committed_as = (record.name, index)
         return stored, None
 
     archive.rewrite(request.path, tasks)
-    return committed_as

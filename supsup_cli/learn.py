@@ -10,14 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, choices, distributed, maskcodec, masks as masks_, prng
+from supsup_cli import archive, choices, distributed, masks as masks_, prng
+from supsup_cli.archive import maskcodec
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import DuplicateTask, InvalidArgument
 from supsup_cli.models import MaskedNet, build, real_outputs
-from supsup_cli.records import TaskRecord, check_name, mask_sha256
+from supsup_cli.archive.records import TaskRecord, check_name, mask_sha256
 from supsup_cli.registry import ArchSpec
-from supsup_cli.reservoir import reservoir_of, stored_reservoir
+from supsup_cli.hopfield_store import reservoir_of, stored_reservoir
 from supsup_cli.training import Progress, TrainConfig, accuracy, task_tensors, train_masks
 
 
@@ -59,7 +60,8 @@ def check_request(request: LearnRequest) -> None:
     if config.optimizer not in (None, *choices.OPTIMIZERS):
         raise InvalidArgument(f"--optimizer must be {choices.listed(choices.OPTIMIZERS)}, got {config.optimizer!r}")
     if config.budget not in choices.DENSITY_BUDGETS:
-        raise InvalidArgument(f"--density-budget must be {choices.listed(choices.DENSITY_BUDGETS)}, got {config.budget!r}")
+        raise InvalidArgument(f"--density-budget must be {choices.listed(choices.DENSITY_BUDGETS)}, "
+                              f"got {config.budget!r}")
     if config.density is not None and not 0 < config.density <= 1:
         raise InvalidArgument(f"--density must be in (0, 1], got {config.density}")
     if request.init not in choices.INITS:
@@ -111,10 +113,7 @@ def _learn_task(request: LearnRequest, device: torch.device, progress: Progress 
             raise DuplicateTask(f"{request.path}: a task named {name!r} already exists (choose another --name)")
         seed = prng.task_seed(current.seed, len(current.tasks), name, request.config.seed)
         previous_mean = running_mean(current, device) if request.init == "mean" else None
-    train, test = request.examples or (load_task(request.data, "train", request.data_dir),
-                                       load_task(request.data, "test", request.data_dir))
-    check_inputs(spec, train)
-    check_outputs(spec, train.classes)
+    train, test = load_examples(request, spec)
     net = nets[weights_digest]
     trained = train_masks(net, task_tensors(train, spec, device), replace(request.config, seed=seed), previous_mean,
                           progress)
@@ -167,6 +166,16 @@ def running_mean(current: archive.Archive, device: torch.device) -> list[torch.T
         return [(mu + 1) / 2 for mu in reservoir_of(current).mu]
     return [masks_.packed_mean(torch.from_numpy(packed), site.numel).to(device)
             for packed, site in zip(current.packed_masks(), current.sites)]
+
+
+def load_examples(request: LearnRequest, spec: ArchSpec) -> tuple[TaskExamples, TaskExamples | None]:
+    """The task's training and test examples (from the dataset, or the request's arrays), checked
+    against the network."""
+    train, test = request.examples or (load_task(request.data, "train", request.data_dir),
+                                       load_task(request.data, "test", request.data_dir))
+    check_inputs(spec, train)
+    check_outputs(spec, train.classes)
+    return train, test
 
 
 def check_inputs(spec: ArchSpec, examples: TaskExamples) -> None:

@@ -143,7 +143,32 @@ class _Scored(torch.nn.Module):
         return self.logits(x, list(self.scores))
 
 
-class MaskTrainer:
+class Learner:
+    """Some parameters, their optimizer and learning-rate schedule: one step of cross-entropy on a
+    batch. The one place where training zeroes, backpropagates and steps (supermasks, baselines,
+    --auto and the speed probe alike)."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], parameters: Sequence[torch.Tensor],
+                 config: TrainConfig) -> None:
+        self.forward = forward
+        self.optimizer = config.make_optimizer(parameters)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, max(1, config.steps)) \
+            if config.schedule == "cosine" else None
+        self.steps = 0
+
+    def step(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.forward(x)
+        loss = F.cross_entropy(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        self.steps += 1
+        return loss, logits
+
+
+class MaskTrainer(Learner):
     """One mask's scores and their optimizer, trained on whatever batches it is given (under torchrun,
     each rank on its shard, gradients averaged)."""
 
@@ -154,26 +179,26 @@ class MaskTrainer:
         self.densities = config.site_densities(net.spec)
         scored = _Scored(lambda x, s: masked_logits(net, x, s, self.densities), [s.to(device) for s in scores])
         self.scores = list(scored.scores)
-        self.model = distributed.data_parallel(scored, device)
-        self.optimizer = config.make_optimizer(self.scores)
-        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, max(1, config.steps)) \
-            if config.schedule == "cosine" else None
-        self.steps = 0
-
-    def step(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.schedule is not None:
-            self.schedule.step()
-        self.steps += 1
-        return loss, logits
+        super().__init__(distributed.data_parallel(scored, device), self.scores, config)
 
     def masks(self) -> list[torch.Tensor]:
         """The current binary mask per site (bool, on the CPU)."""
         return [binarize(s.detach(), d).cpu() for s, d in zip(self.scores, self.densities)]
+
+
+Step = Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def fit(steps: int, stream: Iterator[torch.Tensor], step: Step, progress: Progress | None = None) -> tuple[float, float]:
+    """`steps` steps, each `step(i, batch index)` -> (loss, logits, targets), with progress every 20
+    steps and at the end. Returns the seconds spent and the last loss."""
+    started = time.perf_counter()
+    loss = torch.zeros(())
+    for done in range(1, steps + 1):
+        loss, logits, targets = step(done - 1, next(stream))
+        if progress is not None and (done % 20 == 0 or done == steps):
+            progress(done, loss.item(), (logits.argmax(1) == targets).float().mean().item())
+    return time.perf_counter() - started, loss.item()
 
 
 def scores_of_mask(net: MaskedNet, masks: Sequence[torch.Tensor], config: TrainConfig) -> list[torch.Tensor]:
@@ -192,15 +217,13 @@ def train_masks(net: MaskedNet, task: TaskTensors, config: TrainConfig,
     stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator, task.images.device)
     net.reset_stats()
     net.train()
-    started = time.perf_counter()
-    for step in range(1, config.steps + 1):
-        index = distributed.shard(next(stream))
-        loss, logits = trainer.step(task.inputs(index, generator), task.targets[index])
-        if progress is not None and (step % 20 == 0 or step == config.steps):
-            accuracy = (logits.argmax(1) == task.targets[index]).float().mean().item()
-            progress(step, loss.item(), accuracy)
-    seconds = time.perf_counter() - started
-    return TrainedMask(trainer.masks(), seconds, loss.item(), net.stats_vector())
+
+    def step(_: int, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = distributed.shard(batch)
+        return *trainer.step(task.inputs(index, generator), task.targets[index]), task.targets[index]
+
+    seconds, final_loss = fit(config.steps, stream, step, progress)
+    return TrainedMask(trainer.masks(), seconds, final_loss, net.stats_vector())
 
 
 @torch.no_grad()

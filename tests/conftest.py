@@ -12,7 +12,7 @@ import pytest
 
 from supsup_cli import archive, registry
 from supsup_cli.cli.app import run
-from supsup_cli.records import TaskRecord
+from supsup_cli.archive.records import TaskRecord
 
 REPO = Path(__file__).resolve().parents[1]
 

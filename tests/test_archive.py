@@ -5,7 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from supsup_cli import archive, maskcodec, registry
+from supsup_cli import archive, registry
+from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header, layout
 from supsup_cli.errors import ArchiveCorrupt, DuplicateTask
 from tests.conftest import append_random_tasks, dummy_record, random_masks

@@ -14,7 +14,7 @@ from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.models import build
-from supsup_cli.records import TaskRecord
+from supsup_cli.archive.records import TaskRecord
 from supsup_cli.training import TrainConfig, task_tensors, train_masks
 
 

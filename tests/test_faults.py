@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from supsup_cli import archive, maskcodec, registry
+from supsup_cli import archive, registry
+from supsup_cli.archive import maskcodec
 from tests.conftest import REPO, append_random_tasks, random_masks
 
 pytestmark = pytest.mark.fault

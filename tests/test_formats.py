@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-from supsup_cli import archive, maskcodec, registry
+from supsup_cli import archive, registry
+from supsup_cli.archive import maskcodec
 from tests.conftest import REPO, dummy_record, random_masks
 
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import archive, baselines, inference, registry
+from supsup_cli import archive, inference, registry
+from supsup_cli.benchmark import baselines
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.evaluation import EvalSet, Timed, paper_gg_accuracy, paper_gnu_accuracy, sample_rows
+from supsup_cli.benchmark.evaluation import EvalSet, Timed, paper_gg_accuracy, paper_gnu_accuracy, sample_rows
 from supsup_cli.learn import LearnRequest, learn_tasks
 from supsup_cli.models import build
 from supsup_cli.training import TrainConfig, task_tensors

@@ -1,6 +1,6 @@
 import pytest
 
-from supsup_cli import metrics
+from supsup_cli.benchmark import metrics
 
 # Three tasks, a checkpoint after each: task 0 decays 0.9 -> 0.7 -> 0.6, task 1 peaks at 0.8.
 MATRIX = [

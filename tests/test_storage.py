@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supsup_cli import archive, maskcodec, registry
+from supsup_cli import archive, registry
+from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header
 from supsup_cli.errors import ArchiveCorrupt
-from supsup_cli.storage import entropy_bits
+from supsup_cli.size import entropy_bits
 from tests.conftest import REPO, dummy_record, random_masks
 
 

@@ -11,7 +11,7 @@ import torch
 from supsup_cli import archive, inference, prng, registry
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.evaluation import EvalSet
+from supsup_cli.benchmark.evaluation import EvalSet
 from supsup_cli.learn import LearnRequest, learn_task
 from supsup_cli.masks import unpack
 from supsup_cli.models import build

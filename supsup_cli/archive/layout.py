@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from supsup_cli import maskcodec
+from supsup_cli.archive import maskcodec
 from supsup_cli.errors import ArchiveCorrupt
-from supsup_cli.records import MAX_RECORD_BYTES
+from supsup_cli.archive.records import MAX_RECORD_BYTES
 from supsup_cli.registry import ArchSpec, mask_sites, stats_size
 
 MAX_TASKS = 1_000_000

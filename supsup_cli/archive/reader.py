@@ -9,11 +9,11 @@ from typing import BinaryIO
 import h5py
 import numpy as np
 
-from supsup_cli import maskcodec
+from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
 from supsup_cli.errors import ArchiveCorrupt, NoTasks, SupsupError, UnknownTask, WeightsMismatch
-from supsup_cli.records import TaskRecord
+from supsup_cli.archive.records import TaskRecord
 from supsup_cli.registry import ArchSpec, MaskSite, from_json, mask_sites
 from supsup_cli.weights import base_weights, weights_sha256
 

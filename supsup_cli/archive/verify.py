@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 
-from supsup_cli import maskcodec
+from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
 from supsup_cli.archive.reader import Archive

@@ -30,7 +30,7 @@ from supsup_cli.archive import layout
 from supsup_cli.archive.reader import FORMAT_NAME, Archive, StoredTask
 from supsup_cli.errors import (ArchiveExists, ArchiveLocked, ConcurrentChange, DiskFull, DuplicateTask,
                                InvalidArgument)
-from supsup_cli.records import TaskRecord, unique_name
+from supsup_cli.archive.records import TaskRecord, unique_name
 from supsup_cli.registry import ArchSpec, mask_sites, to_json
 from supsup_cli.weights import base_weights, weights_sha256
 

@@ -13,7 +13,7 @@ from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
 from supsup_cli.cli.options import ArchivePath, Json
 from supsup_cli.errors import ArchiveCorrupt
-from supsup_cli.records import TaskRecord
+from supsup_cli.archive.records import TaskRecord
 
 
 def init(
@@ -141,7 +141,7 @@ def size(path: ArchivePath, json_: Json = False) -> None:
 
     Example: supsup size model.supsup --json | jq .mask_to_entropy_bound
     """
-    from supsup_cli.storage import storage_report
+    from supsup_cli.size import storage_report
 
     with archive.Archive(path) as opened:
         report = storage_report(opened)
@@ -188,7 +188,7 @@ def hopfield_store(
 
     Example: supsup hopfield-store model.supsup --drop-masks
     """
-    from supsup_cli.reservoir import hopfield_store as store
+    from supsup_cli.hopfield_store import hopfield_store as store
 
     result = store(path, drop_masks)
     if json_:

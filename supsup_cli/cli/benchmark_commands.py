@@ -79,7 +79,7 @@ def benchmark(
     Example: supsup benchmark --suite permuted-mnist --arch lenet300-100 --tasks 10 --out results/
     Example: supsup benchmark --suite split-mnist --arch fc2048-2048-hop --hopfield
     """
-    from supsup_cli import benchmark as engine
+    from supsup_cli.benchmark import experiment as engine
 
     _refuse_idle_flags(ctx, suite, arch, density, hopfield, quick)
     listener = _BarListener()

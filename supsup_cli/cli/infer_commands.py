@@ -41,7 +41,7 @@ def infer(
 
     Example: supsup infer model.supsup imgs/ --json
     """
-    from supsup_cli.predict import InferRequest, infer as run_infer
+    from supsup_cli.infer import InferRequest, infer as run_infer
 
     searching = ("method", "objective", "same_task")
     if task is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from supsup_cli.cli import output
-from supsup_cli.paper import SPLIT_CIFAR100_GG
+from supsup_cli.benchmark.paper import SPLIT_CIFAR100_GG
 
 SHOWN_CHECKPOINTS = 6
 

@@ -1,4 +1,5 @@
-"""benchmark: a continual-learning experiment end to end, with baselines, metrics and speed."""
+"""A continual-learning experiment end to end: learn a suite of tasks (resumably), evaluate every
+checkpoint under each protocol, train the baselines, and report with the paper's figures and speed."""
 
 from __future__ import annotations
 
@@ -11,19 +12,19 @@ from typing import Any
 
 import torch
 
-from supsup_cli import (archive, baselines, choices, device as device_, hopfield, inference, metrics, paper, prng, registry,
-                        result_store, speed)
+from supsup_cli import archive, choices, device as device_, hopfield, inference, prng, registry
+from supsup_cli.autolearn import learn_auto
+from supsup_cli.benchmark import baselines, metrics, paper, result_store, speed
+from supsup_cli.benchmark.evaluation import (EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy,
+                                             paper_gg_accuracy, paper_gnu_accuracy)
 from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
-from supsup_cli.evaluation import (EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy,
-                                   paper_gg_accuracy, paper_gnu_accuracy)
-from supsup_cli.autolearn import learn_auto
+from supsup_cli.hopfield_store import hopfield_store, reservoir_of
 from supsup_cli.learn import LearnRequest, learn_tasks
 from supsup_cli.models import MaskedNet, build, real_outputs
-from supsup_cli.reservoir import hopfield_store, reservoir_of
-from supsup_cli.storage import storage_report
+from supsup_cli.size import storage_report
 from supsup_cli.training import TrainConfig, task_tensors
 from supsup_cli.weights import base_weights
 
@@ -370,7 +371,8 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
     archive.create(path, spec, seed=config.seed)
     datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
     evals = EvalSets(datas, config, spec, device)
-    real = sorted({o for d in datas for o in real_outputs(spec, d.task_classes(datasets.spec_of(d.dataset).num_classes))})
+    real = sorted({o for d in datas
+                   for o in real_outputs(spec, d.task_classes(datasets.spec_of(d.dataset).num_classes))})
     listener.plan(len(datas) * config.steps * (3 if config.baselines else 1),
                   sum(c * c for c in checkpoints(len(datas))))
     rows = Rows(config.protocols, len(datas))

@@ -9,35 +9,27 @@ rate, steps and batches as learn-task; both are evaluated with the task given.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from supsup_cli.models import DenseNet
 from supsup_cli.registry import ArchSpec
-from supsup_cli.training import Progress, TaskTensors, TrainConfig, batches
+from supsup_cli.training import Learner, Progress, TaskTensors, TrainConfig, batches, fit
 
 
 def train_dense(net: DenseNet, task: TaskTensors, config: TrainConfig, progress: Progress | None = None) -> float:
     """Train `net` in place on one task; returns the seconds spent."""
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = config.resolved(net.spec).make_optimizer(list(net.parameters()))
+    learner = Learner(net, list(net.parameters()), config.resolved(net.spec))
     net.train()
     stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator, task.images.device)
-    started = time.perf_counter()
-    for step in range(1, config.steps + 1):
-        index = next(stream)
-        logits = net(task.inputs(index, generator))
-        loss = F.cross_entropy(logits, task.targets[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if progress is not None and (step % 20 == 0 or step == config.steps):
-            progress(step, loss.item(), (logits.argmax(1) == task.targets[index]).float().mean().item())
-    return time.perf_counter() - started
+
+    def step(_: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return *learner.step(task.inputs(index, generator), task.targets[index]), task.targets[index]
+
+    return fit(config.steps, stream, step, progress)[0]
 
 
 @torch.no_grad()

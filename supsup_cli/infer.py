@@ -9,14 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, device as device_, hopfield, inference, maskcodec
+from supsup_cli import archive, device as device_, hopfield, inference
+from supsup_cli.archive import maskcodec
 from supsup_cli.data.images import read_inputs
 from supsup_cli.errors import BadInput, InvalidArgument, SupsupError
 from supsup_cli.learn import mask_digest
 from supsup_cli.masks import unpack
 from supsup_cli.models import MaskedNet, batches_of, build, normalize, real_outputs
-from supsup_cli.records import TaskRecord
-from supsup_cli.reservoir import reservoir_of
+from supsup_cli.archive.records import TaskRecord
+from supsup_cli.hopfield_store import reservoir_of
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from supsup_cli.archive import Archive
-from supsup_cli.maskcodec import NAMES
+from supsup_cli.archive.maskcodec import NAMES
 from supsup_cli.registry import weight_layers
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from supsup_cli import archive, hopfield, maskcodec
+from supsup_cli import archive, hopfield
+from supsup_cli.archive import maskcodec
 from supsup_cli.errors import InvalidArgument
 from supsup_cli.masks import unpack
 

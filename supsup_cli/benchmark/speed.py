@@ -7,12 +7,11 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from supsup_cli import inference
 from supsup_cli.models import DenseNet, MaskedNet
 from supsup_cli.registry import ArchSpec, mask_sites
-from supsup_cli.training import TaskTensors, TrainConfig, batches, initial_scores, masked_logits
+from supsup_cli.training import Learner, TaskTensors, TrainConfig, batches, initial_scores, masked_logits
 
 
 @dataclass(frozen=True)
@@ -33,23 +32,17 @@ def training_step_times(net: MaskedNet, task: TaskTensors, config: TrainConfig, 
     generator = torch.Generator().manual_seed(config.seed)
     device = task.images.device
     scores = [s.to(device).requires_grad_() for s in initial_scores(net, config, None, generator)]
-    masked_optimizer = config.make_optimizer(scores)
-    dense = DenseNet(net.spec, [w.cpu().numpy() for w in net.base()]).to(device)
-    dense_optimizer = config.make_optimizer(list(dense.parameters()))
+    masked = Learner(lambda x: masked_logits(net, x, scores, densities), scores, config)
+    dense_net = DenseNet(net.spec, [w.cpu().numpy() for w in net.base()]).to(device)
+    dense = Learner(dense_net, list(dense_net.parameters()), config)
     stream = batches(len(task.targets), config.batch_size, generator, device)
     block = [next(stream) for _ in range(steps)]
 
     def masked_step(index: torch.Tensor) -> None:
-        logits = masked_logits(net, task.inputs(index), scores, densities)
-        masked_optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(logits, task.targets[index]).backward()
-        masked_optimizer.step()
+        masked.step(task.inputs(index), task.targets[index])
 
     def dense_step(index: torch.Tensor) -> None:
-        logits = dense(task.inputs(index))
-        dense_optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(logits, task.targets[index]).backward()
-        dense_optimizer.step()
+        dense.step(task.inputs(index), task.targets[index])
 
     best = {masked_step: float("inf"), dense_step: float("inf")}
     for _ in range(rounds):

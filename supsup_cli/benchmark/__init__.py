@@ -1,0 +1,5 @@
+"""benchmark: continual-learning experiments end to end (experiment), their baselines, evaluation,
+metrics, the paper's figures, speed measurements and the store of evaluated checkpoints.
+
+Nothing is imported here, so that the command line can name these modules without loading torch.
+"""
