@@ -11,9 +11,15 @@ import typer
 from supsup_cli import archive, choices, registry
 from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
-from supsup_cli.cli.options import ArchivePath, Json
+from supsup_cli.cli.options import ArchivePath, json_flag
 from supsup_cli.errors import ArchiveCorrupt
 from supsup_cli.archive.records import TaskRecord
+
+_InitJson = json_flag("the created archive's path, arch, seed and weights digest")
+_InspectJson = json_flag("the archive's facts and every task's record")
+_SizeJson = json_flag("the storage report (bytes per part and per task)")
+_StoreJson = json_flag("what was stored in the reservoir")
+_MergeJson = json_flag("the merged archive and what came from each input")
 
 
 def init(
@@ -24,7 +30,7 @@ def init(
         int | None, typer.Option("--output-size", help="Output neurons s (real classes plus superfluous ones).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    json_: Json = False,
+    json_: _InitJson = False,
 ) -> None:
     """Create an archive for one random base network, with no tasks yet.
 
@@ -44,7 +50,7 @@ def inspect(
     path: ArchivePath,
     verify: Annotated[bool, typer.Option("--verify", help="Check every checksum; list damaged tasks (exit 5).")]
     = False,
-    json_: Json = False,
+    json_: _InspectJson = False,
 ) -> int:
     """Show an archive's format version, architecture, seed, weights hash and tasks.
 
@@ -136,7 +142,7 @@ def data_spec_text(data: dict[str, Any]) -> str:
     return " ".join([str(data.get("dataset", "?"))] + [f"{k}={v}" for k, v in sorted(data.items()) if k != "dataset"])
 
 
-def size(path: ArchivePath, json_: Json = False) -> None:
+def size(path: ArchivePath, json_: _SizeJson = False) -> None:
     """Bytes on disk and per task, beside the entropy bound, the paper's CSC scheme and dense weights.
 
     Example: supsup size model.supsup --json | jq .mask_to_entropy_bound
@@ -180,7 +186,7 @@ def hopfield_store(
     path: ArchivePath,
     drop_masks: Annotated[bool, typer.Option("--drop-masks", help="Keep masks only in the reservoir: the archive "
                                                                   "stops growing with tasks.")] = False,
-    json_: Json = False,
+    json_: _StoreJson = False,
 ) -> None:
     """Store every task's neuron mask in fixed-size Hopfield networks (Storkey rule), for infer --hopfield.
 
@@ -205,7 +211,7 @@ def merge(
         "--on-duplicate", help=f"A task name seen before: {listed(choices.ON_DUPLICATE)} (rename: name-2, ...).")]
     = "refuse",
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
-    json_: Json = False,
+    json_: _MergeJson = False,
 ) -> None:
     """Combine archives trained in parallel into one, tasks renumbered in input order (atomic write).
 

@@ -11,10 +11,12 @@ import typer
 from supsup_cli import choices, registry
 from supsup_cli.choices import listed
 from supsup_cli.cli import interrupts, output, report
-from supsup_cli.cli.options import Device, Json, refuse_given
+from supsup_cli.cli.options import Device, json_flag, refuse_given
 from supsup_cli.errors import QualityGateFailed
 
 QUICK = {"tasks": 5, "steps": 1000, "eval_images": 1000}
+
+_Json = json_flag("the whole results object (the same as --out's results.json)")
 
 
 def benchmark(
@@ -68,7 +70,7 @@ def benchmark(
     device: Device = "auto",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the base network, and mixed into each "
                                                            "task's seed.")] = 0,
-    json_: Json = False,
+    json_: _Json = False,
 ) -> None:
     """Run a continual-learning experiment end to end: learn tasks, infer them, compare with the paper.
 

@@ -10,7 +10,9 @@ import typer
 from supsup_cli import choices
 from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
-from supsup_cli.cli.options import ArchivePath, Device, Json, refuse_given
+from supsup_cli.cli.options import ArchivePath, Device, json_flag, refuse_given
+
+_Json = json_flag("one object per input, one per line")
 
 
 def infer(
@@ -30,7 +32,7 @@ def infer(
     hopfield_steps: Annotated[int | None, typer.Option(
         "--hopfield-steps", min=1, help="Recovery steps over batches of 64 inputs (default 100; the paper: about 30).")] = None,
     device: Device = "auto",
-    json_: Json = False,
+    json_: _Json = False,
 ) -> int:
     """Find each input's task by superposition of all masks (or use --task), then classify it.
 

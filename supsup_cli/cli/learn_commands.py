@@ -17,11 +17,14 @@ import typer
 from supsup_cli import choices
 from supsup_cli.choices import listed
 from supsup_cli.cli import interrupts, output
-from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, Json, Permute, Rotate,
+from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, json_flag, Permute, Rotate,
                                     refuse_given, task_data, task_datas)
 from supsup_cli.data.images import export_examples
 from supsup_cli.data.tasks import load_task
 from supsup_cli.errors import InvalidArgument
+
+_LearnJson = json_flag("one object per task learned, one per line")
+_ExportJson = json_flag("the output folder and the number of images")
 
 
 def learn(
@@ -60,7 +63,7 @@ def learn(
                                                                       "then train the closest one.")] = None,
     device: Device = "auto",
     data_dir: DataDir = None,
-    json_: Json = False,
+    json_: _LearnJson = False,
 ) -> None:
     """Train a supermask per task and commit each to the archive as soon as it is learned (nothing of
     a task is committed if it fails; the tasks before it stay committed).
@@ -195,7 +198,7 @@ def export(
     classes: Classes = None,
     split: Annotated[str, typer.Option("--split", help="train or test.")] = "test",
     data_dir: DataDir = None,
-    json_: Json = False,
+    json_: _ExportJson = False,
 ) -> None:
     """Write a task's transformed images as 8-bit PNGs plus labels.csv (file,label).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +14,10 @@ from supsup_cli.data.datasets import DATASETS
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
 
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object (per input, for infer) on stdout.")]
+def json_flag(prints: str) -> Any:
+    """The --json option of a command, saying what it prints."""
+    return Annotated[bool, typer.Option("--json", help=f"Print {prints} as JSON on stdout, instead of text.")]
+
 ArchivePath = Annotated[Path, typer.Argument(metavar="ARCHIVE", help="The .supsup archive.", show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
