@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 _SHIFTS = torch.arange(8, dtype=torch.uint8)
@@ -90,6 +91,35 @@ def straight_through(scores: torch.Tensor, density: float | None) -> torch.Tenso
 def binarize(scores: torch.Tensor, density: float | None) -> torch.Tensor:
     """The final bool mask of trained scores, by the same rule as `straight_through`."""
     return scores >= 0 if density is None else topk_mask(scores.abs(), density)
+
+
+def packed_counts(packed: torch.Tensor, n: int, chunk: int = 255) -> torch.Tensor:
+    """How many of the [tasks, ceil(n/8)] packed masks keep each of the n positions (float32 [n]).
+
+    Bits are counted as bytes, 255 tasks at a time (a byte cannot overflow): a quarter of the memory
+    traffic of unpacking into floats, which is what a superposition at alpha = 1/k needs."""
+    bytes_ = packed.cpu().numpy()
+    total = np.zeros(bytes_.shape[1] * 8, dtype=np.int32)
+    for start in range(0, bytes_.shape[0], chunk):
+        total += np.unpackbits(bytes_[start : start + chunk], axis=1, bitorder="little").sum(axis=0, dtype=np.uint8)
+    return torch.from_numpy(total[:n].astype(np.float32)).to(packed.device)
+
+
+def packed_dot(packed: torch.Tensor, values: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """[B, c]: sum over positions of values[b] where mask i keeps them, read from the packed bits.
+
+    For each byte position, the 256 possible sums of its 8 values are tabulated once per input; each
+    mask then costs one lookup per byte, an eighth of the work of unpacking it. Worth it for a few
+    inputs: the tables grow with the batch while an unpacked matrix product amortizes over it."""
+    batch, n = values.shape
+    width = packed.shape[1]
+    padded = torch.nn.functional.pad(values, (0, width * 8 - n))
+    table = padded.view(batch, width, 8) @ _BITS_OF_BYTE.to(values).T  # [B, width, 256]
+    out = torch.empty(batch, packed.shape[0], device=values.device)
+    for start in range(0, packed.shape[0], chunk):
+        index = packed[start : start + chunk].T.long()  # [width, c]: each mask's byte at each position
+        out[:, start : start + chunk] = table.gather(2, index.expand(batch, -1, -1)).sum(dim=1)
+    return out
 
 
 def packed_mean(packed: torch.Tensor, n: int, chunk: int = 64) -> torch.Tensor:

@@ -79,6 +79,7 @@ def test_speed_suite_reports_rates_per_k(cli):
     rows = result.json()["by_k"]
     assert [r["k"] for r in rows] == [10, 12]
     assert all(r[m] > 0 for r in rows for m in ("gg", "one-shot", "binary", "exhaustive"))
+    assert all(r["batch_1"][m] > 0 for r in rows for m in ("one-shot", "binary"))  # as `supsup infer img`
 
 
 def test_bad_benchmark_arguments(cli):

@@ -91,6 +91,19 @@ def test_same_task_matches_the_reference_on_mixed_batches(five_tasks, method, ki
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["one-shot", "binary"])
+@pytest.mark.parametrize("kind", ["entropy", "g"])
+def test_one_or_two_inputs_read_the_packed_bits_and_match_the_reference(five_tasks, method, kind):
+    """Batches this small take another path (inference.PACKED_DOT_MAX_INPUTS): the same tasks."""
+    sup = _superposition(five_tasks[0])
+    x = _mixed_inputs(count_per_task=4)
+    ours = [t for start in range(0, len(x), 2) for t in inference.infer_tasks(sup, x[start:start + 2], method,
+                                                                               kind).tolist()]
+    assert ours == getattr(reference, method.replace("-", "_"))(sup, x, kind)
+    assert inference.infer_tasks(sup, x[:1], method, kind).tolist() == ours[:1]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["one-shot", "binary", "exhaustive"])
 def test_result_does_not_depend_on_the_chunk_size(five_tasks, method):
     x = _mixed_inputs(6)

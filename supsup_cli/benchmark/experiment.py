@@ -30,7 +30,7 @@ from supsup_cli.weights import base_weights
 
 SUITES = choices.SUITES
 DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
-SPEED_KS = (10, 100, 1000)
+SPEED_KS = (10, 100, 1000, 2500)
 PROTOCOLS = choices.PROTOCOLS
 BLOCK_IMAGES = 2048  # evaluation images inferred together: the masks' cost is shared by a block
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
@@ -108,7 +108,7 @@ def checkpoints(count: int) -> list[int]:
 
 
 def speed_ks(tasks: int | None) -> tuple[int, ...]:
-    """The k of --suite speed: 10, 100, 1000, or those below --tasks and --tasks itself."""
+    """The k of --suite speed: 10, 100, 1000, 2500, or those below --tasks and --tasks itself."""
     if tasks is None:
         return SPEED_KS
     if tasks < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -75,9 +76,17 @@ def random_packed_masks(spec: ArchSpec, tasks: int, seed: int, device: torch.dev
             for site in mask_sites(spec)]
 
 
-def inference_rates(sup: inference.Superposition, x: torch.Tensor) -> dict[str, float]:
-    """Images per second of GG and of each inference method (entropy), each input on its own."""
-    rates = {}
+def inference_rates(sup: inference.Superposition, x: torch.Tensor, singles: int = 4) -> dict[str, Any]:
+    """Images per second of GG and of each inference method (entropy), each input on its own: all of
+    x in one call, and (under "batch_1") `singles` images given one at a time, as `supsup infer img`."""
+    rates: dict[str, Any] = {"batch_1": {}}
+    for method in ("one-shot", "binary"):
+        _synchronize(x.device)
+        started = time.perf_counter()
+        for row in range(min(singles, x.shape[0])):
+            inference.infer_tasks(sup, x[row : row + 1], method, "entropy")
+        _synchronize(x.device)
+        rates["batch_1"][method] = min(singles, x.shape[0]) / (time.perf_counter() - started)
     _synchronize(x.device)
     started = time.perf_counter()
     inference.task_logits(sup, x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))

@@ -74,7 +74,7 @@ def benchmark(
 ) -> None:
     """Run a continual-learning experiment end to end: learn tasks, infer them, compare with the paper.
 
-    --suite speed measures inference images/s and memory at k = 10, 100, 1000 random masks (up to
+    --suite speed measures inference images/s and memory at k = 10, 100, 1000, 2500 random masks (up to
     --tasks), on --eval-images images (default 256).
 
     Example: supsup benchmark --quick
