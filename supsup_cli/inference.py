@@ -121,9 +121,19 @@ def mixed_layer(sup: Superposition, site: int, h: torch.Tensor, alpha: torch.Ten
     return out
 
 
-def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor
+def first_layer_outputs(sup: Superposition, x: torch.Tensor) -> torch.Tensor:
+    """[k, B, out]: each task's first-layer pre-activation (W_0 * M_0^i) x_b. It does not depend on
+    alpha, so a search that moves alpha computes it once, and the first layer's share of every
+    gradient is then delta_0 . this, instead of a contraction with the layer's weights."""
+    h = x.reshape(x.shape[0], -1)
+    weight = sup.net.base()[0]
+    return torch.cat([h @ (sup.masks(0, start, stop) * weight).transpose(1, 2) for start, stop in sup.task_chunks()])
+
+
+def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, first: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    """Logits, each layer's input h_{l-1}, and each pre-activation a_l (which requires grad)."""
+    """Logits, each layer's input h_{l-1}, and each pre-activation a_l (which requires grad); with
+    `first` (first_layer_outputs), the first layer is mixed from it."""
     shared = alpha.dim() == 1
     weights = mixed_weights(sup, alpha) if shared else None
     h = x.reshape(x.shape[0], -1)
@@ -131,7 +141,10 @@ def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor
     last = len(sup.net.base()) - 1
     for site in range(last + 1):
         inputs.append(h.detach())
-        a = F.linear(h, weights[site]) if shared else mixed_layer(sup, site, h, alpha)
+        if site == 0 and first is not None and not shared:
+            a = torch.einsum("bi,ibo->bo", alpha, first)
+        else:
+            a = F.linear(h, weights[site]) if shared else mixed_layer(sup, site, h, alpha)
         if not a.requires_grad:  # the first layer: weights and input are constants
             a.requires_grad_()
         pre.append(a)
@@ -141,16 +154,19 @@ def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor
 
 
 def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, kind: str,
-                    same_task: bool) -> torch.Tensor:
+                    same_task: bool, first: torch.Tensor | None = None) -> torch.Tensor:
     """dObjective/dalpha at alpha: [B, k] per input, or [1, k] for the summed objective."""
     with torch.enable_grad():
-        logits, inputs, pre = forward_recording(sup, x, alpha)
+        logits, inputs, pre = forward_recording(sup, x, alpha, first)
         deltas = torch.autograd.grad(objective(logits, kind, sup.real).sum(), pre)
     rows = 1 if same_task else x.shape[0]
     grads = torch.zeros(rows, sup.tasks, device=x.device)
     for site, (weight, h, delta) in enumerate(zip(sup.net.base(), inputs, deltas)):
         if same_task:  # sum over inputs of delta_b h_b^T, times W: one vector, read against the packed bits
             grads += packed_dot(sup.packed[site], (delta.T @ h * weight).reshape(1, -1))
+            continue
+        if site == 0 and first is not None:
+            grads += torch.einsum("bo,ibo->bi", delta, first)
             continue
         if rows <= PACKED_DOT_MAX_INPUTS:
             grads += packed_dot(sup.packed[site], (delta.unsqueeze(2) * h.unsqueeze(1) * weight).reshape(rows, -1))
@@ -182,16 +198,25 @@ def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = Fal
     """Algorithm 2: keep the half of the candidates with the largest -dObjective/dalpha, ceil(log2 k) times."""
     if same_task:
         return _binary_shared(sup, x, kind)
+    if x.shape[0] > _binary_batch(sup):
+        return torch.cat([binary(sup, part, kind) for part in x.split(_binary_batch(sup))])
+    first = first_layer_outputs(sup, x)
     candidates = torch.ones(x.shape[0], sup.tasks, dtype=torch.bool, device=x.device)
     remaining = sup.tasks  # known on the host every round: no device synchronization in the loop
     while remaining > 1:
         alpha = candidates.float() / remaining
         shared = remaining == sup.tasks  # one network for all inputs
-        scores = -alpha_gradients(sup, x, alpha[0] if shared else alpha, kind, same_task=False)
+        scores = -alpha_gradients(sup, x, alpha[0] if shared else alpha, kind, same_task=False, first=first)
         remaining = math.ceil(remaining / 2)
         keep = scores.masked_fill(~candidates, -math.inf).topk(remaining, dim=1).indices
         candidates = torch.zeros_like(candidates).scatter_(1, keep, True)
     return candidates.float().argmax(dim=1)
+
+
+def _binary_batch(sup: Superposition) -> int:
+    """Inputs searched together, so that their first-layer outputs under every task fit in
+    2 x DEFAULT_CHUNK_BYTES."""
+    return max(1, 2 * DEFAULT_CHUNK_BYTES // (4 * sup.tasks * sup.net.base()[0].shape[0]))
 
 
 def _binary_shared(sup: Superposition, x: torch.Tensor, kind: str) -> torch.Tensor:
