@@ -111,13 +111,17 @@ def mixed_weights(sup: Superposition, alpha: torch.Tensor) -> list[torch.Tensor]
     return mixed
 
 
-def mixed_layer(sup: Superposition, site: int, h: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """a[b] = sum_i alpha[b, i] (W * M^i) h[b]: one network per input, never materialized."""
+def mixed_layer(sup: Superposition, site: int, h: torch.Tensor, alpha: torch.Tensor,
+                record: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """a[b] = sum_i alpha[b, i] (W * M^i) h[b]: one network per input, never materialized. `record`
+    receives each task's (W * M^i) h[b], [c, B, out] per chunk of tasks."""
     weight = sup.net.base()[site]
     out = torch.zeros(h.shape[0], weight.shape[0], device=h.device)
     for start, stop in sup.task_chunks():
         per_task = h @ (sup.masks(site, start, stop) * weight).transpose(1, 2)  # [c, B, out]
         out = out + torch.einsum("bc,cbo->bo", alpha[:, start:stop], per_task)
+        if record is not None:
+            record.append(per_task.detach())
     return out
 
 
@@ -131,41 +135,48 @@ def first_layer_outputs(sup: Superposition, x: torch.Tensor) -> torch.Tensor:
 
 
 def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, first: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    """Logits, each layer's input h_{l-1}, and each pre-activation a_l (which requires grad); with
-    `first` (first_layer_outputs), the first layer is mixed from it."""
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor | None]]:
+    """Logits, each layer's input h_{l-1}, each pre-activation a_l (which requires grad), and where
+    the layer was mixed per input from every task's outputs, those outputs ([k, B, out], else None).
+    With `first` (first_layer_outputs), the first layer is mixed from it."""
     shared = alpha.dim() == 1
     weights = mixed_weights(sup, alpha) if shared else None
     h = x.reshape(x.shape[0], -1)
-    inputs, pre = [], []
+    inputs, pre, outputs = [], [], []
     last = len(sup.net.base()) - 1
     for site in range(last + 1):
         inputs.append(h.detach())
-        if site == 0 and first is not None and not shared:
+        record: list[torch.Tensor] | None = [] if first is not None and not shared else None
+        if site == 0 and record is not None:
             a = torch.einsum("bi,ibo->bo", alpha, first)
+            record.append(first)
         else:
-            a = F.linear(h, weights[site]) if shared else mixed_layer(sup, site, h, alpha)
+            a = F.linear(h, weights[site]) if shared else mixed_layer(sup, site, h, alpha, record)
+        outputs.append(None if record is None else torch.cat(record))
         if not a.requires_grad:  # the first layer: weights and input are constants
             a.requires_grad_()
         pre.append(a)
         if site < last:
             h = F.relu(a) if sup.net.spec.activation == "relu" else F.silu(a)
-    return pre[-1], inputs, pre
+    return pre[-1], inputs, pre, outputs
 
 
 def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, kind: str,
                     same_task: bool, first: torch.Tensor | None = None) -> torch.Tensor:
     """dObjective/dalpha at alpha: [B, k] per input, or [1, k] for the summed objective."""
     with torch.enable_grad():
-        logits, inputs, pre = forward_recording(sup, x, alpha, first)
+        logits, inputs, pre, outputs = forward_recording(sup, x, alpha, first)
         deltas = torch.autograd.grad(objective(logits, kind, sup.real).sum(), pre)
     rows = 1 if same_task else x.shape[0]
     grads = torch.zeros(rows, sup.tasks, device=x.device)
-    for site, (weight, h, delta) in enumerate(zip(sup.net.base(), inputs, deltas)):
+    for site, (weight, h, delta, per_task) in enumerate(zip(sup.net.base(), inputs, deltas, outputs)):
+        if per_task is not None:  # dObjective/dalpha_i = delta . (W * M^i) h, each already computed
+            grads += torch.einsum("bo,ibo->bi", delta, per_task)
+            continue
         if same_task:  # sum over inputs of delta_b h_b^T, times W: one vector, read against the packed bits
             grads += packed_dot(sup.packed[site], (delta.T @ h * weight).reshape(1, -1))
             continue
-        if site == 0 and first is not None:
+        if site == 0 and first is not None:  # round one of Binary: alpha shared, the first layer known
             grads += torch.einsum("bo,ibo->bi", delta, first)
             continue
         if rows <= PACKED_DOT_MAX_INPUTS:
@@ -214,9 +225,10 @@ def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = Fal
 
 
 def _binary_batch(sup: Superposition) -> int:
-    """Inputs searched together, so that their first-layer outputs under every task fit in
+    """Inputs searched together, so that every layer's outputs under every task fit in
     2 x DEFAULT_CHUNK_BYTES."""
-    return max(1, 2 * DEFAULT_CHUNK_BYTES // (4 * sup.tasks * sup.net.base()[0].shape[0]))
+    outputs = sum(w.shape[0] for w in sup.net.base())
+    return max(1, 2 * DEFAULT_CHUNK_BYTES // (4 * sup.tasks * outputs))
 
 
 def _binary_shared(sup: Superposition, x: torch.Tensor, kind: str) -> torch.Tensor:

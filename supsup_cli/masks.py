@@ -93,11 +93,11 @@ def binarize(scores: torch.Tensor, density: float | None) -> torch.Tensor:
     return scores >= 0 if density is None else topk_mask(scores.abs(), density)
 
 
-def packed_counts(packed: torch.Tensor, n: int, chunk: int = 255) -> torch.Tensor:
+def packed_counts(packed: torch.Tensor, n: int, chunk: int = 32) -> torch.Tensor:
     """How many of the [tasks, ceil(n/8)] packed masks keep each of the n positions (float32 [n]).
 
-    Bits are counted as bytes, 255 tasks at a time (a byte cannot overflow): a quarter of the memory
-    traffic of unpacking into floats, which is what a superposition at alpha = 1/k needs."""
+    Bits are counted as bytes, a few tasks at a time (under 256: a byte cannot overflow), a quarter
+    of the memory traffic of unpacking into floats: what a superposition at alpha = 1/k needs."""
     bytes_ = packed.cpu().numpy()
     total = np.zeros(bytes_.shape[1] * 8, dtype=np.int32)
     for start in range(0, bytes_.shape[0], chunk):
