@@ -112,9 +112,9 @@ def _learn_auto(request: LearnRequest, device: torch.device, decide_every: int, 
         "index": main.committed_as[1],
         "name": main.committed_as[0],
         "test_accuracy": main.test_accuracy,
-        "train_seconds": round(seconds, 3),
+        "train_seconds": seconds,
         "steps": config.steps,
-        "density": round(sum(float(m.sum()) for m in main.masks) / sum(m.numel() for m in main.masks), 6),
+        "density": sum(float(m.sum()) for m in main.masks) / sum(m.numel() for m in main.masks),
         "auto": True,
         "decisions": [{"step": at, **decision, "mask": chosen.committed_as[1]} for at, chosen, decision in decisions],
         "allocated": [c.committed_as[1] for c in trained if c.task is None],
@@ -137,7 +137,7 @@ def _decide(stream: _Stream, pool: list[_Candidate], x: torch.Tensor) -> tuple[_
     if len(pool) < MIN_CANDIDATES:
         packed = [torch.cat([p, pad[: MIN_CANDIDATES - len(pool)]]) for p, pad in zip(packed, stream.padding)]
     found = uncertainty(stream.net, packed, x, stream.real)
-    decision = {"statistic": round(found.statistic, 6), "threshold": threshold, "candidates": len(found.nu)}
+    decision = {"statistic": found.statistic, "threshold": threshold, "candidates": len(found.nu)}
     if found.statistic >= threshold and found.best() < len(pool):
         chosen, decision["action"] = pool[found.best()], "reuse"
     elif stream.max_masks is not None and len(pool) >= stream.max_masks:

@@ -79,3 +79,15 @@ def test_a_closed_pipe_exits_0_or_141_in_silence(tmp_path):
 def test_exported_labels_end_lines_with_a_newline_only(cli, tmp_path):
     assert cli("data", "export", "--permute", "1", "-n", "3", "--out", tmp_path / "e").code == 0
     assert (tmp_path / "e" / "labels.csv").read_bytes() == b"file,label\n00000.png,7\n00001.png,2\n00002.png,1\n"
+
+
+def test_errors_name_the_paths_they_are_about(cli, tmp_path):
+    path = tmp_path / "e.supsup"
+    assert cli("init", path, "--arch", "lenet300-100").code == 0
+    assert cli("learn-task", path, "--permute", "1", "--steps", "5").code == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("infer", path, empty)
+    assert result.code == 9 and str(empty) in result.err and "no input images found" in result.err
+    missing = cli("learn-task", path, "--data", f"folder:{tmp_path / 'nowhere'}")
+    assert missing.code == 3 and str(tmp_path / "nowhere") in missing.err and "PATH/train/<class>" in missing.err

@@ -114,11 +114,14 @@ def learn(
 
 
 def _rendered(result) -> dict | None:
-    """A learned task as printed: seconds to the millisecond, densities to 6 digits."""
-    if result is None or isinstance(result, dict):  # None: a torchrun rank other than 0; dict: --auto's report
-        return result
-    plain = dataclasses.asdict(result)
-    plain.update(train_seconds=round(result.train_seconds, 3), density=round(result.density, 6))
+    """A learned task as printed: seconds to the millisecond, densities and statistics to 6 digits."""
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return None
+    plain = dict(result) if isinstance(result, dict) else dataclasses.asdict(result)  # dict: --auto's report
+    plain.update(train_seconds=round(plain["train_seconds"], 3), density=round(plain["density"], 6))
+    if "decisions" in plain:
+        plain["decisions"] = [{**d, "statistic": None if d["statistic"] is None else round(d["statistic"], 6)}
+                              for d in plain["decisions"]]
     return plain
 
 
