@@ -138,19 +138,27 @@ def _plot_curves(plt, results: dict[str, Any], path: Path) -> Path:
     axes = panels[0][0]
     checkpoints = results["checkpoints"]
     values = []
-    for order, ((method, means), (marker, line)) in enumerate(zip(results["by_checkpoint"].items(), STYLES * 4)):
+    colors = {}
+    curves_by_protocol = results.get("by_checkpoint_by_protocol", {})
+    shown = [(method, means, "") for method, means in results["by_checkpoint"].items()]
+    if "paper" in curves_by_protocol and results.get("protocols", ["per-image"])[0] != "paper":
+        shown += [(method, means, " (paper protocol)") for method, means in curves_by_protocol["paper"].items()
+                  if "/" in method]
+    for order, ((method, means, protocol), (marker, line)) in enumerate(zip(shown, STYLES * 4)):
         points = [(c, 100 * m) for c, m in zip(checkpoints, means) if m is not None]
         if not points:
             continue
         values += [v for _, v in points]
         size = max(3.0, 9.0 - 1.2 * order)  # coinciding curves stay visible: each marker inside the last
-        axes.plot(*zip(*points), marker=marker, linestyle=line, markersize=size, alpha=0.85, label=method)
-    paper_points = [(int(c), 100 * v, m) for c, figures in results["paper"].items() for m, v in figures.items()]
+        drawn = axes.plot(*zip(*points), marker=marker, linestyle=line, markersize=size, alpha=0.85,
+                          label=method + protocol)
+        colors.setdefault(method, drawn[0].get_color())
+    paper_points = [(int(c), 100 * v, m) for c, figures in results["paper"].items() for m, v in figures.items()
+                    if m in colors]  # the paper's figures of the methods that ran
     for method in sorted({m for _, _, m in paper_points}):
         mine = [(c, v) for c, v, m in paper_points if m == method]
         values += [v for _, v in mine]
-        axes.scatter(*zip(*mine), marker="x", s=60, color="black", zorder=5,
-                     label=f"paper: {method}" if len(paper_points) > 1 else "paper")
+        axes.scatter(*zip(*mine), marker="x", s=70, color=colors[method], zorder=5, label=f"paper: {method}")
     axes.set_xlabel("tasks learned")
     axes.set_ylabel("average accuracy over learned tasks (%)")
     protocol = results.get("protocols", ["per-image"])[0]
