@@ -112,16 +112,16 @@ def mixed_weights(sup: Superposition, alpha: torch.Tensor) -> list[torch.Tensor]
 
 
 def mixed_layer(sup: Superposition, site: int, h: torch.Tensor, alpha: torch.Tensor,
-                record: list[torch.Tensor] | None = None) -> torch.Tensor:
+                record: torch.Tensor | None = None) -> torch.Tensor:
     """a[b] = sum_i alpha[b, i] (W * M^i) h[b]: one network per input, never materialized. `record`
-    receives each task's (W * M^i) h[b], [c, B, out] per chunk of tasks."""
+    ([k, B, out]) receives each task's (W * M^i) h[b]."""
     weight = sup.net.base()[site]
     out = torch.zeros(h.shape[0], weight.shape[0], device=h.device)
     for start, stop in sup.task_chunks():
         per_task = h @ (sup.masks(site, start, stop) * weight).transpose(1, 2)  # [c, B, out]
         out = out + torch.einsum("bc,cbo->bo", alpha[:, start:stop], per_task)
         if record is not None:
-            record.append(per_task.detach())
+            record[start:stop] = per_task.detach()
     return out
 
 
@@ -131,7 +131,10 @@ def first_layer_outputs(sup: Superposition, x: torch.Tensor) -> torch.Tensor:
     gradient is then delta_0 . this, instead of a contraction with the layer's weights."""
     h = x.reshape(x.shape[0], -1)
     weight = sup.net.base()[0]
-    return torch.cat([h @ (sup.masks(0, start, stop) * weight).transpose(1, 2) for start, stop in sup.task_chunks()])
+    outputs = torch.empty(sup.tasks, h.shape[0], weight.shape[0], device=x.device)
+    for start, stop in sup.task_chunks():
+        torch.matmul(h, (sup.masks(0, start, stop) * weight).transpose(1, 2), out=outputs[start:stop])
+    return outputs
 
 
 def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, first: torch.Tensor | None = None
@@ -146,13 +149,14 @@ def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, 
     last = len(sup.net.base()) - 1
     for site in range(last + 1):
         inputs.append(h.detach())
-        record: list[torch.Tensor] | None = [] if first is not None and not shared else None
-        if site == 0 and record is not None:
-            a = torch.einsum("bi,ibo->bo", alpha, first)
-            record.append(first)
+        per_input = first is not None and not shared
+        if site == 0 and per_input:
+            a, record = torch.einsum("bi,ibo->bo", alpha, first), first
         else:
+            record = torch.empty(sup.tasks, h.shape[0], sup.net.base()[site].shape[0], device=x.device) \
+                if per_input else None
             a = F.linear(h, weights[site]) if shared else mixed_layer(sup, site, h, alpha, record)
-        outputs.append(None if record is None else torch.cat(record))
+        outputs.append(record)
         if not a.requires_grad:  # the first layer: weights and input are constants
             a.requires_grad_()
         pre.append(a)
