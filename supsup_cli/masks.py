@@ -122,12 +122,9 @@ def packed_dot(packed: torch.Tensor, values: torch.Tensor, chunk: int = 256) -> 
     return out
 
 
-def packed_mean(packed: torch.Tensor, n: int, chunk: int = 64) -> torch.Tensor:
-    """The mean over tasks of [tasks, ceil(n/8)] packed masks, unpacking `chunk` tasks at a time."""
-    total = torch.zeros(n, dtype=torch.float32, device=packed.device)
-    for start in range(0, packed.shape[0], chunk):
-        total += unpack(packed[start : start + chunk], n).sum(dim=0)
-    return total / max(1, packed.shape[0])
+def packed_mean(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """The mean over tasks of [tasks, ceil(n/8)] packed masks."""
+    return packed_counts(packed, n) / max(1, packed.shape[0])
 
 
 def layer_densities(shapes: Sequence[tuple[int, ...]], density: float, budget: str) -> list[float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,48 @@ class EvalSet:
     def predicted_classes(self, logits: torch.Tensor) -> torch.Tensor:
         best = logits[:, list(self.outputs)].argmax(1)
         return torch.tensor(self.classes, device=logits.device)[best]
+
+
+BLOCK_IMAGES = 2048  # evaluation images inferred together: the masks' cost is shared by a block
+
+
+class EvalSets:
+    """Each task's evaluation images (its own draw of --eval-images, or its whole test split), built
+    when first needed and kept within a memory budget, so that memory does not grow with the tasks."""
+
+    BUDGET_BYTES = 512 * 1024 * 1024
+
+    def __init__(self, datas: list[TaskData], count: int | None, seed: int, spec: ArchSpec,
+                 device: torch.device) -> None:
+        self.datas, self.count, self.spec, self.device = datas, count, spec, device
+        self.seeds = [prng.task_seed(seed, j, f"{d.default_name()}/evaluation", seed) for j, d in enumerate(datas)]
+        self._kept: OrderedDict[int, EvalSet] = OrderedDict()
+
+    def __getitem__(self, task: int) -> EvalSet:
+        if task in self._kept:
+            self._kept.move_to_end(task)
+            return self._kept[task]
+        made = EvalSet.of_task(self.datas[task], self.count, self.seeds[task], self.spec, self.device)
+        self._kept[task] = made
+        while len(self._kept) > 1 and sum(e.x.numel() * 4 for e in self._kept.values()) > self.BUDGET_BYTES:
+            self._kept.popitem(last=False)
+        return made
+
+    def all(self) -> list[EvalSet]:
+        return [self[j] for j in range(len(self.datas))]
+
+    def blocks(self, count: int) -> list[list[int]]:
+        """Tasks 0..count-1 in runs of consecutive tasks of at most BLOCK_IMAGES images (one at least)."""
+        blocks: list[list[int]] = [[]]
+        images = 0
+        for task in range(count):
+            size = len(self[task].labels)
+            if blocks[-1] and images + size > BLOCK_IMAGES:
+                blocks.append([])
+                images = 0
+            blocks[-1].append(task)
+            images += size
+        return blocks
 
 
 def sample_rows(total: int, count: int, seed: int) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,10 @@ import torch
 
 from supsup_cli import archive, choices, device as device_, hopfield, inference, prng, registry
 from supsup_cli.autolearn import learn_auto
-from supsup_cli.benchmark import baselines, metrics, paper, result_store, speed
-from supsup_cli.benchmark.evaluation import (EvalSet, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy,
+from supsup_cli.benchmark import baselines, paper, result_store, speed
+from supsup_cli.benchmark.evaluation import (EvalSet, EvalSets, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy,
                                              paper_gg_accuracy, paper_gnu_accuracy)
+from supsup_cli.benchmark.matrices import Rows, pad
 from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
@@ -32,7 +32,6 @@ SUITES = choices.SUITES
 DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
 SPEED_KS = (10, 100, 1000, 2500)
 PROTOCOLS = choices.PROTOCOLS
-BLOCK_IMAGES = 2048  # evaluation images inferred together: the masks' cost is shared by a block
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
 
 
@@ -156,9 +155,9 @@ class _Run:
     spec: registry.ArchSpec
     weights: list
     datas: list[TaskData]
-    evals: "EvalSets"
+    evals: EvalSets
     steps: int
-    rows: "Rows"
+    rows: Rows
     timers: dict[str, Timed]
     train_seconds: list[float]
     extra: dict[str, Any]
@@ -228,7 +227,7 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
         spec, weights, records = opened.spec, opened.base_weights(), opened.tasks[: len(datas)]
         packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
         stats = [opened.stats(t) for t in range(len(datas))] if spec.norm == "running" else None
-    evals = EvalSets(datas, config, spec, device)
+    evals = EvalSets(datas, config.eval_images, config.seed, spec, device)
     real = sorted({o for r in records for o in real_outputs(spec, r.classes)})
     sup = inference.superposition(build(spec, weights).to(device), packed, real, stats=stats)
     store = _store(config, spec, path)
@@ -268,46 +267,6 @@ def _store(config: BenchmarkConfig, spec: registry.ArchSpec, path: Path) -> resu
                 "methods": sorted(config.gnu_methods), "same_task": config.same_task,
                 "protocols": sorted(config.protocols), "seed": config.seed}
     return result_store.ResultStore(config.out, settings)
-
-
-class EvalSets:
-    """Each task's evaluation images (its own draw of --eval-images, or its whole test split), built
-    when first needed and kept within a memory budget, so that memory does not grow with the tasks."""
-
-    BUDGET_BYTES = 512 * 1024 * 1024
-
-    def __init__(self, datas: list[TaskData], config: BenchmarkConfig, spec: registry.ArchSpec,
-                 device: torch.device) -> None:
-        self.datas, self.count, self.spec, self.device = datas, config.eval_images, spec, device
-        self.seeds = [prng.task_seed(config.seed, j, f"{d.default_name()}/evaluation", config.seed)
-                      for j, d in enumerate(datas)]
-        self._kept: OrderedDict[int, EvalSet] = OrderedDict()
-
-    def __getitem__(self, task: int) -> EvalSet:
-        if task in self._kept:
-            self._kept.move_to_end(task)
-            return self._kept[task]
-        made = EvalSet.of_task(self.datas[task], self.count, self.seeds[task], self.spec, self.device)
-        self._kept[task] = made
-        while len(self._kept) > 1 and sum(e.x.numel() * 4 for e in self._kept.values()) > self.BUDGET_BYTES:
-            self._kept.popitem(last=False)
-        return made
-
-    def all(self) -> list[EvalSet]:
-        return [self[j] for j in range(len(self.datas))]
-
-    def blocks(self, count: int) -> list[list[int]]:
-        """Tasks 0..count-1 in runs of consecutive tasks of at most BLOCK_IMAGES images (one at least)."""
-        blocks: list[list[int]] = [[]]
-        images = 0
-        for task in range(count):
-            size = len(self[task].labels)
-            if blocks[-1] and images + size > BLOCK_IMAGES:
-                blocks.append([])
-                images = 0
-            blocks[-1].append(task)
-            images += size
-        return blocks
 
 
 def _storage(path: Path) -> dict[str, Any]:
@@ -370,7 +329,7 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
     spec = registry.resolve(config.arch, config.output_size)
     archive.create(path, spec, seed=config.seed)
     datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
-    evals = EvalSets(datas, config, spec, device)
+    evals = EvalSets(datas, config.eval_images, config.seed, spec, device)
     real = sorted({o for d in datas
                    for o in real_outputs(spec, d.task_classes(datasets.spec_of(d.dataset).num_classes))})
     listener.plan(len(datas) * config.steps * (3 if config.baselines else 1),
@@ -447,52 +406,6 @@ def _evaluate_row(sup: inference.Superposition, evals: EvalSets, count: int, con
     return row
 
 
-class Rows:
-    """The accuracy matrices of a run, per protocol and method: a row per checkpoint, a column per task."""
-
-    def __init__(self, protocols: tuple[str, ...], total: int) -> None:
-        self.protocols, self.total = protocols, total
-        self.matrices: dict[str, dict[str, list]] = {p: {} for p in protocols}
-        self.inferred: dict[str, dict[str, list]] = {p: {} for p in protocols}
-        self.images: list[int] = []
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.images = row["images"]
-        for protocol in self.protocols:
-            for name, entry in row[protocol].items():
-                self.matrices[protocol].setdefault(name, []).append(_pad(entry["accuracy"], self.total))
-                if entry["task"] is not None:
-                    self.inferred[protocol].setdefault(name, []).append(_pad(entry["task"], self.total))
-
-    def add_final(self, name: str, accuracy: list[float]) -> None:
-        """A method evaluated after the last task only (the rows before stay empty)."""
-        checkpoints_before = len(next(iter(self.matrices[self.protocols[0]].values()))) - 1
-        for protocol in self.protocols:
-            self.matrices[protocol][name] = [[None] * self.total] * checkpoints_before + [_pad(accuracy, self.total)]
-
-    def add_baselines(self, matrices: dict[str, list]) -> None:
-        """Baselines are evaluated with the task given, in the same way under every protocol."""
-        for protocol in self.protocols:
-            self.matrices[protocol].update(matrices)
-
-    @property
-    def images_total(self) -> int:
-        return sum(self.images)
-
-    def by_checkpoint(self, protocol: str) -> dict[str, list[float | None]]:
-        return {m: [_row_mean(row) for row in matrix] for m, matrix in self.matrices[protocol].items()}
-
-    def summary(self, protocol: str) -> dict[str, dict[str, float | None]]:
-        matrices, inferred = self.matrices[protocol], self.inferred[protocol]
-        return {
-            "avg_accuracy": {m: metrics.average_accuracy(matrix) for m, matrix in matrices.items()},
-            "standard_error": {m: metrics.standard_error(matrix[-1], self.images) for m, matrix in matrices.items()},
-            "task_inference_accuracy": {m: metrics.average_accuracy(matrix) for m, matrix in inferred.items()},
-            "forgetting": {m: metrics.forgetting(matrix) for m, matrix in matrices.items()},
-            "backward_transfer": {m: metrics.backward_transfer(matrix) for m, matrix in matrices.items()},
-        }
-
-
 def _baselines(spec, weights, datas, evals, rows, config, steps, device, listener) -> dict[str, list]:
     def train_config(index: int, data: TaskData) -> TrainConfig:  # the batches of that task's supermask
         return TrainConfig(steps=steps, seed=prng.task_seed(config.seed, index, data.default_name(), config.seed))
@@ -510,8 +423,8 @@ def _baselines(spec, weights, datas, evals, rows, config, steps, device, listene
         lower_net.train_task(_train_tensors(data, spec, device), train_config(i, data),
                              lambda s, *_: listener.advance(s))
         if i + 1 in rows:
-            lower.append(_pad([_dense_accuracy(lower_net.with_head(j), evals[j]) for j in range(i + 1)], len(datas)))
-    return {"upper-bound": [_pad(upper[:c], len(datas)) for c in rows], "lower-bound": lower}
+            lower.append(pad([_dense_accuracy(lower_net.with_head(j), evals[j]) for j in range(i + 1)], len(datas)))
+    return {"upper-bound": [pad(upper[:c], len(datas)) for c in rows], "lower-bound": lower}
 
 
 def _train_tensors(data: TaskData, spec, device):
@@ -537,15 +450,6 @@ def _speed(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: tor
         "inference_images_per_second": {name: timer.per_second for name, timer in timers.items()},
         "peak_memory_mib": speed.peak_memory_mib(device),
     }
-
-
-def _pad(values: list[float], length: int) -> list[float | None]:
-    return list(values) + [None] * (length - len(values))
-
-
-def _row_mean(row: list[float | None]) -> float | None:
-    values = [v for v in row if v is not None]
-    return sum(values) / len(values) if values else None
 
 
 def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = SPEED_KS, images: int = 256,
