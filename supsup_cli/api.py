@@ -62,17 +62,19 @@ def learn_task(path: str | Path, data: TaskData | Any, labels: Any = None, *, te
 
 def learn_tasks(path: str | Path, datas: Sequence[TaskData], **options: Any) -> Iterator[LearnedTask]:
     """Learn tasks one after another (`supsup learn-task --permute 1-250`), each committed as it is
-    learned; takes the options of learn_task (but `name`)."""
+    learned; takes the options of learn_task (but `name`), and `tasks_per_step` (how many train
+    together in one batched step, with the masks they would get one at a time)."""
     progress = options.pop("progress", None)
     config_keys = {"steps", "batch_size", "lr", "optimizer", "density", "seed"}
     config = TrainConfig(**{k: options.pop(k) for k in list(options) if k in config_keys},
                          budget=options.pop("density_budget", "uniform"))
     init, device = options.pop("init", "kaiming"), options.pop("device", "auto")
     data_dir = _path(options.pop("data_dir", None))
+    together = options.pop("tasks_per_step", 1)
     if options:
         raise BadInput(f"learn_tasks takes no option {', '.join(sorted(options))}")
     requests = [LearnRequest(Path(path), data, config, None, init, device, data_dir) for data in datas]
-    return _learn_tasks(requests, progress)
+    return _learn_tasks(requests, progress, together=together)
 
 
 def infer_arrays(path: str | Path, images: Any, method: str = "one-shot", objective: str = "entropy",

@@ -19,7 +19,8 @@ from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.archive.records import TaskRecord, check_name, mask_sha256
 from supsup_cli.registry import ArchSpec
 from supsup_cli.hopfield_store import reservoir_of, stored_reservoir
-from supsup_cli.training import Progress, TrainConfig, accuracy, task_tensors, train_masks
+from supsup_cli.batched_training import stacking_refusal, train_masks_together
+from supsup_cli.training import Progress, TrainConfig, TrainedMask, accuracy, task_tensors, train_masks
 
 
 @dataclass(frozen=True)
@@ -81,57 +82,102 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> Learn
 
 
 def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = None,
-                started: Callable[[int, LearnRequest], None] | None = None) -> Iterator[LearnedTask]:
+                started: Callable[[int, LearnRequest], None] | None = None,
+                together: int = 1) -> Iterator[LearnedTask]:
     """Train and commit tasks one after another, each committed as soon as it is learned (a crash
-    loses at most the task in training); yields each committed task's report. The network and the
-    datasets are built once for the whole sequence. `started(position, request)` announces each task."""
+    loses at most the tasks in training); yields each committed task's report. The network and the
+    datasets are built once for the whole sequence. `started(position, request)` announces each task.
+    With `together` > 1, that many tasks at a time train in one batched step (batched_training), with
+    the masks they would get one at a time."""
     for request in requests:
         check_request(request)
     if len({(r.path, r.device) for r in requests}) > 1:
         raise InvalidArgument("tasks learned in one call share one archive and one device")
+    if together < 1:
+        raise InvalidArgument(f"--tasks-per-step must be at least 1, got {together}")
     if not requests:
         return
     with distributed.session(requests[0].device) as device:
         nets: dict[str, MaskedNet] = {}
-        for position, request in enumerate(requests):
-            if started is not None:
-                started(position, request)
-            result = _learn_task(request, device, progress if distributed.is_leader() else None, nets)
-            if result is not None:
-                yield result
+        for first in range(0, len(requests), together):
+            chunk = requests[first : first + together]
+            for position, request in enumerate(chunk, start=first):
+                if started is not None:
+                    started(position, request)
+            shown = progress if distributed.is_leader() else None
+            if len(chunk) == 1:
+                (task,) = prepared = [_prepare(chunk[0], device, nets, ())]
+                trained = [train_masks(nets[task.weights_digest], task_tensors(task.train, task.spec, device),
+                                       task.config, task.previous_mean, shown)]
+            else:
+                prepared = []
+                for request in chunk:
+                    prepared.append(_prepare(request, device, nets, prepared))
+                trained = _train_together(prepared, nets, device, shown)
+            if not distributed.all_succeeded() or not distributed.is_leader():
+                continue
+            for task, mask in zip(prepared, trained):
+                yield _commit_learned(task, mask, nets[task.weights_digest], device)
 
 
-def _learn_task(request: LearnRequest, device: torch.device, progress: Progress | None,
-                nets: dict[str, MaskedNet]) -> LearnedTask | None:
+@dataclass(frozen=True)
+class _Prepared:
+    """A task ready to train: its name, seed and examples, and the archive's network."""
+
+    request: LearnRequest
+    spec: ArchSpec
+    weights_digest: str
+    name: str
+    config: TrainConfig  # the request's, with the task's seed
+    previous_mean: list[torch.Tensor] | None
+    train: TaskExamples
+    test: TaskExamples | None
+
+
+def _prepare(request: LearnRequest, device: torch.device, nets: dict[str, MaskedNet],
+             before: Sequence[_Prepared]) -> _Prepared:
+    """`before`: tasks of the same batched step, to be committed just ahead of this one."""
     with archive.Archive(request.path) as current:
         spec, weights_digest = current.spec, current.weights_sha256
         if weights_digest not in nets:
             nets.clear()
             nets[weights_digest] = build(spec, current.base_weights()).to(device)
         name = request.name or request.data.default_name()
-        if any(task.name == name for task in current.tasks):
+        if any(task.name == name for task in current.tasks) or any(task.name == name for task in before):
             raise DuplicateTask(f"{request.path}: a task named {name!r} already exists (choose another --name)")
-        seed = prng.task_seed(current.seed, len(current.tasks), name, request.config.seed)
+        seed = prng.task_seed(current.seed, len(current.tasks) + len(before), name, request.config.seed)
         previous_mean = running_mean(current, device) if request.init == "mean" else None
     train, test = load_examples(request, spec)
-    net = nets[weights_digest]
-    trained = train_masks(net, task_tensors(train, spec, device), replace(request.config, seed=seed), previous_mean,
-                          progress)
-    if not distributed.all_succeeded() or not distributed.is_leader():
-        return None
+    return _Prepared(request, spec, weights_digest, name, replace(request.config, seed=seed), previous_mean, train, test)
+
+
+def _train_together(prepared: Sequence[_Prepared], nets: dict[str, MaskedNet], device: torch.device,
+                    progress: Progress | None) -> list[TrainedMask]:
+    spec = prepared[0].spec
+    refusal = stacking_refusal(spec, prepared[0].request.config, prepared[0].request.init)
+    if refusal is not None:
+        raise InvalidArgument(f"--tasks-per-step: tasks cannot share a step here: {refusal}")
+    tasks = [task_tensors(task.train, spec, device) for task in prepared]
+    if len({len(task.targets) for task in tasks}) > 1:
+        raise InvalidArgument("--tasks-per-step: tasks that share a step need as many training examples each")
+    return train_masks_together(nets[prepared[0].weights_digest], tasks, [task.config for task in prepared], progress)
+
+
+def _commit_learned(task: _Prepared, trained: TrainedMask, net: MaskedNet, device: torch.device) -> LearnedTask:
+    spec, test, request = task.spec, task.test, task.request
     test_accuracy = None if test is None else \
         accuracy(net, trained.masks, task_tensors(test, spec, device), real_outputs(spec, test.classes))
     density = tuple(float(m.float().mean()) for m in trained.masks)
     masks = [m.numpy() for m in trained.masks]
     record = TaskRecord(
-        name=name, data=request.data.to_plain(), classes=train.classes, mean=train.mean, std=train.std,
-        density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(masks),
-        training={**asdict(request.config.resolved(spec)), "task_seed": seed, "init": request.init,
+        name=task.name, data=request.data.to_plain(), classes=task.train.classes, mean=task.train.mean,
+        std=task.train.std, density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(masks),
+        training={**asdict(request.config.resolved(spec)), "task_seed": task.config.seed, "init": request.init,
                   "device": str(device), "ranks": distributed.world_size(), "train_seconds": round(trained.seconds, 3),
                   "final_loss": round(trained.final_loss, 6)},
     )
-    index = _commit(request.path, record, masks, trained.stats, weights_digest)
-    return LearnedTask(index, name, test_accuracy, trained.seconds, request.config.steps,
+    index = _commit(request.path, record, masks, trained.stats, task.weights_digest)
+    return LearnedTask(index, task.name, test_accuracy, trained.seconds, request.config.steps,
                        record.overall_density([m.numel() for m in trained.masks]), request.data.to_plain(),
                        str(device), distributed.world_size())
 

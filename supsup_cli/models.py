@@ -72,6 +72,17 @@ class MaskedNet(torch.nn.Module):
             h = activation(self.spec, h)
         return F.linear(h, output)
 
+    def run_stacked(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """T networks at once: x [T, B, ...], masked weights [T, out, in] -> [T, B, outputs]. Each slice is
+        computed exactly as `run` computes it alone (on the CPU, bit for bit: tests/test_batched_training.py)."""
+        if self.spec.norm == "batch" or self.spec.mask_on != "weights":
+            raise ValueError(f"{self.spec.name}: only weight-masked networks without batch norm run stacked")
+        h = x.reshape(x.shape[0], x.shape[1], -1)
+        *hidden, output = weights
+        for weight in hidden:
+            h = activation(self.spec, torch.bmm(h, weight.transpose(1, 2)))
+        return torch.bmm(h, output.transpose(1, 2))
+
     # Per-task normalization statistics: MLPs keep none (their batch norm, if any, uses the batch's).
     def reset_stats(self) -> None:
         pass

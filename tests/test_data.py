@@ -13,7 +13,7 @@ from supsup_cli import prng
 from supsup_cli.data import datasets, idx, transforms
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import DataUnavailable, InvalidArgument
+from supsup_cli.errors import ArchiveCorrupt, DataUnavailable, InvalidArgument
 
 
 def test_packaged_mnist_loads_offline_and_verified():
@@ -47,6 +47,29 @@ def test_rotate_agrees_with_pillow_and_zero_is_identity():
     for image, ours in zip(sample, rotated):
         theirs = np.asarray(Image.fromarray(image).rotate(30.0, resample=Image.BILINEAR))
         assert np.abs(theirs.astype(int) - ours.astype(int)).max() <= 1
+
+
+def test_nearest_rotation_is_pillows_nearest_exactly_on_every_rotation_of_the_suite():
+    images, _ = datasets.load("mnist", "test")
+    sample = images[:50]
+    assert np.array_equal(transforms.rotate(sample, 0.0, "nearest"), sample)
+    for degrees in range(10, 360, 10):
+        ours = transforms.rotate(sample, float(degrees), "nearest")
+        theirs = np.stack([np.asarray(Image.fromarray(i).rotate(degrees, resample=Image.NEAREST)) for i in sample])
+        assert np.array_equal(ours, theirs), degrees
+    assert not np.array_equal(transforms.rotate(sample, 10.0, "nearest"), transforms.rotate(sample, 10.0))
+
+
+def test_resampling_is_recorded_only_when_nearest_and_read_back():
+    nearest = TaskData("mnist", rotate=10.0, resample="nearest")
+    assert nearest.to_plain() == {"dataset": "mnist", "rotate": 10.0, "resample": "nearest"}
+    assert TaskData.from_plain(nearest.to_plain()) == nearest
+    assert TaskData("mnist", rotate=10.0).to_plain() == {"dataset": "mnist", "rotate": 10.0}
+    assert nearest.default_name() == "mnist-rotate-10-nearest"
+    with pytest.raises(InvalidArgument, match="give --rotate"):
+        TaskData("mnist", permute=1, resample="nearest")
+    with pytest.raises(ArchiveCorrupt, match="does not know"):
+        TaskData.from_plain({"dataset": "mnist", "rotate": 10.0, "interpolation": "cubic"})
 
 
 def test_class_subset_keeps_only_those_labels():

@@ -25,6 +25,11 @@ REFUSED = [
     (["benchmark", "--arch", "resnet18-narrow", "--method", "binary"], "--method has no effect with --arch resnet18"),
     (["benchmark", "--max-masks", "5"], "--max-masks is the mask budget of --scenario nns"),
     (["benchmark", "--protocol", "paper", "--same-task"], "--same-task infers one task per batch"),
+    (["learn-task", "{a}", "--permute", "2", "--resample", "nearest"], "--resample chooses how --rotate samples"),
+    (["learn-task", "{a}", "--permute", "2-3", "--auto", "--tasks-per-step", "2"],
+     "--tasks-per-step has no effect with --auto"),
+    (["benchmark", "--scenario", "nns", "--tasks-per-step", "2"], "nns decides which mask each batch trains"),
+    (["benchmark", "--suite", "speed", "--tasks-per-step", "2"], "--tasks-per-step has no effect with --suite speed"),
 ]
 
 

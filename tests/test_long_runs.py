@@ -101,10 +101,12 @@ def test_a_benchmark_killed_twice_finishes_with_the_results_of_an_uninterrupted_
     _kill_when(_benchmark(cut_archive, cut_out), lambda: _tasks_in(cut_archive) >= 2)  # while learning
     learned = _tasks_in(cut_archive)
     assert 2 <= learned < 4 or (cut_out / "checkpoints").exists()
-    _kill_when(_benchmark(cut_archive, cut_out), lambda: (cut_out / "checkpoints" / "2.json").exists())  # evaluating
+    # The rest in batched steps: the same masks, so the same results (tests/test_batched_training.py).
+    _kill_when(_benchmark(cut_archive, cut_out, ("--tasks-per-step", "2")),
+               lambda: (cut_out / "checkpoints" / "2.json").exists())  # evaluating
     with archive.Archive(cut_archive) as opened:
         before = [t.mask_sha256 for t in opened.tasks]
-    resumed = subprocess.run(_benchmark(cut_archive, cut_out), cwd=REPO, capture_output=True, text=True, timeout=600,
+    resumed = subprocess.run(_benchmark(cut_archive, cut_out, ("--tasks-per-step", "2")), cwd=REPO, capture_output=True, text=True, timeout=600,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
     assert resumed.returncode == 0, resumed.stderr
     assert "evaluating after 1 tasks" not in resumed.stderr  # kept in --out, not evaluated again

@@ -22,6 +22,7 @@ from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
 from supsup_cli.hopfield_store import hopfield_store, reservoir_of
+from supsup_cli.batched_training import stacking_refusal
 from supsup_cli.learn import LearnRequest, learn_tasks
 from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.size import storage_report
@@ -30,6 +31,7 @@ from supsup_cli.weights import base_weights
 
 SUITES = choices.SUITES
 DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
+DEFAULT_OUTPUT_SIZES = {"rotated-mnist": 200}  # the paper's code for Table 6; elsewhere the architecture's
 SPEED_KS = (10, 100, 1000, 2500)
 PROTOCOLS = choices.PROTOCOLS
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
@@ -58,6 +60,7 @@ class BenchmarkConfig:
     protocols: tuple[str, ...] = ("per-image",)  # and/or "paper" (evaluation.paper_gnu_accuracy)
     out: Path | None = None  # keep each evaluated checkpoint here (result_store), and resume from it
     max_masks: int | None = None  # scenario NNs: the mask budget (the paper's Table 5: 2500)
+    tasks_per_step: int = 1  # supermasks trained together in one batched step (batched_training)
 
     @property
     def gnu_methods(self) -> list[str]:
@@ -87,7 +90,7 @@ def suite_tasks(suite: str, count: int) -> list[TaskData]:
     if suite == "permuted-mnist":
         return [TaskData("mnist", permute=i) for i in range(count)]
     if suite == "rotated-mnist":
-        return [TaskData("mnist", rotate=10.0 * i) for i in range(count)]
+        return [TaskData("mnist", rotate=10.0 * i, resample="nearest") for i in range(count)]  # as the paper's code
     if suite == "split-mnist":
         if count > 5:
             raise InvalidArgument("split-mnist has 5 tasks")
@@ -146,6 +149,13 @@ def check_config(config: BenchmarkConfig) -> None:
                               "from each batch's first image: choose one")
     if config.max_masks is not None and config.scenario != "nns":
         raise InvalidArgument("--max-masks is the mask budget of --scenario nns")
+    if config.tasks_per_step < 1:
+        raise InvalidArgument(f"--tasks-per-step must be at least 1, got {config.tasks_per_step}")
+    if config.tasks_per_step > 1:
+        refusal = "--scenario nns decides which mask each batch trains" if config.scenario == "nns" else \
+            stacking_refusal(registry.resolve(config.arch), TrainConfig(density=config.density))
+        if refusal is not None:
+            raise InvalidArgument(f"--tasks-per-step: tasks cannot share a step here: {refusal}")
 
 
 @dataclass
@@ -165,7 +175,8 @@ class _Run:
 
 def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> dict[str, Any]:
     check_config(config)
-    config = replace(config, steps=config.steps or _default_steps(config))
+    config = replace(config, steps=config.steps or _default_steps(config),
+                     output_size=config.output_size or DEFAULT_OUTPUT_SIZES.get(config.suite))
     listener = listener or Listener()
     device = device_.resolve(config.device)
     with tempfile.TemporaryDirectory(prefix="supsup-benchmark-") as scratch:
@@ -298,10 +309,21 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     requests = [LearnRequest(path, data, training, device=str(device)) for data in missing]
     seconds = [float(r.training.get("train_seconds", 0.0)) for r in held]
 
-    def started(position: int, request: LearnRequest) -> None:
-        listener.start(f"supermask {len(held) + position + 1}/{len(wanted)}", config.steps)
+    together = config.tasks_per_step
+    chunk = [1]  # tasks in the current step: their progress is counted together
 
-    for result in learn_tasks(requests, lambda step, loss, acc: listener.advance(step), started):
+    def started(position: int, request: LearnRequest) -> None:
+        if position % together:
+            return
+        chunk[0] = min(together, len(missing) - position)
+        first = len(held) + position + 1
+        label = f"supermask {first}" if chunk[0] == 1 else f"supermasks {first}-{first + chunk[0] - 1}"
+        listener.start(f"{label}/{len(wanted)}", config.steps * chunk[0])
+
+    def progress(step: int, loss: float, accuracy: float) -> None:
+        listener.advance(step * chunk[0])
+
+    for result in learn_tasks(requests, progress, started, together=together):
         seconds.append(result.train_seconds)
     return wanted, seconds
 

@@ -56,6 +56,9 @@ def benchmark(
                            f"{listed((*choices.PROTOCOLS, 'both'))}.")] = "per-image",
     max_masks: Annotated[int | None, typer.Option(
         "--max-masks", min=1, help="With --scenario nns: the mask budget (the paper's Table 5: 2500).")] = None,
+    tasks_per_step: Annotated[int, typer.Option(
+        "--tasks-per-step", min=1, help="Supermasks trained at once in one batched step (the same masks as one "
+                                        "at a time; faster on a GPU).")] = 1,
     archive: Annotated[Path | None, typer.Option("--archive", help="Keep the archive here; evaluate it if it has "
                                                                    "tasks.")] = None,
     out: Annotated[Path | None, typer.Option(
@@ -99,7 +102,8 @@ def benchmark(
                 same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
                 hopfield_steps=hopfield_steps, density=density, budget=density_budget,
-                protocols=engine.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks)
+                protocols=engine.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks,
+                tasks_per_step=tasks_per_step)
             results = engine.run_benchmark(config, listener)
     if out is not None:
         for path in report.write_files(results, out):
@@ -119,7 +123,7 @@ def _refuse_idle_flags(ctx: typer.Context, suite: str, arch: str, density: float
     if suite == "speed":
         refuse_given(ctx, ("method", "objective", "same_task", "density", "density_budget", "scenario", "hopfield",
                            "hopfield_steps", "protocol", "max_masks", "archive", "out", "baselines", "fail_under",
-                           "quick", "steps", "output_size"),
+                           "quick", "steps", "output_size", "tasks_per_step"),
                      "with --suite speed (it measures inference on random masks)")
     if density is None:
         refuse_given(ctx, ("density_budget",), "without --density")

@@ -33,26 +33,30 @@ Rotate = Annotated[str | None, typer.Option(
                                         "0-350/10 (from 0 to 350 in steps of 10).")]
 Classes = Annotated[str | None, typer.Option("--classes", metavar="C0,C1,...", help="Keep only these classes.")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Dataset cache (default $SUPSUP_DATA or ~/.cache/supsup).")]
+Resample = Annotated[str, typer.Option(
+    "--resample", help="How --rotate samples pixels: bilinear, or nearest (the paper's RotatedMNIST).")]
 
 
 MAX_TASKS_PER_CALL = 100_000
 
 
-def task_datas(dataset: str, permute: str | None, rotate: str | None, classes: str | None) -> list[TaskData]:
+def task_datas(dataset: str, permute: str | None, rotate: str | None, classes: str | None,
+               resample: str = "bilinear") -> list[TaskData]:
     """The tasks that --permute and --rotate name (several for a list or a range)."""
     if permute is not None and rotate is not None:
         raise InvalidArgument("--permute and --rotate conflict: a task has one pixel transform")
     kept = parse_classes(classes)
     if permute is not None:
-        return [TaskData(dataset, permute=seed, classes=kept) for seed in parse_seeds(permute)]
+        return [TaskData(dataset, permute=seed, classes=kept, resample=resample) for seed in parse_seeds(permute)]
     if rotate is not None:
-        return [TaskData(dataset, rotate=degrees, classes=kept) for degrees in parse_degrees(rotate)]
-    return [TaskData(dataset, classes=kept)]
+        return [TaskData(dataset, rotate=degrees, classes=kept, resample=resample) for degrees in parse_degrees(rotate)]
+    return [TaskData(dataset, classes=kept, resample=resample)]
 
 
-def task_data(dataset: str, permute: str | None, rotate: str | None, classes: str | None) -> TaskData:
+def task_data(dataset: str, permute: str | None, rotate: str | None, classes: str | None,
+              resample: str = "bilinear") -> TaskData:
     """The one task that --permute and --rotate name."""
-    datas = task_datas(dataset, permute, rotate, classes)
+    datas = task_datas(dataset, permute, rotate, classes, resample)
     if len(datas) > 1:
         raise InvalidArgument(f"--permute/--rotate name {len(datas)} tasks; this command takes one")
     return datas[0]

@@ -1,8 +1,9 @@
 """Task transforms: pure functions of their parameters, recorded in the archive as plain data.
 
 - permute SEED: output pixel i is input pixel perm[i], perm = supsup_cli.prng.permutation(SEED, H*W)
-- rotate DEGREES: counterclockwise about the image centre, bilinear, zero outside, rounded to uint8
-  (formats/supsup-v2.md, 3.5.1, says how closely this agrees with Pillow)
+- rotate DEGREES: counterclockwise about the image centre, zero outside; bilinear and rounded to uint8
+  (formats/supsup-v2.md, 3.5.1, says how closely this agrees with Pillow), or with resample "nearest"
+  each output pixel copies its nearest source pixel (the paper's RotatedMNIST), exactly as specified
 - classes C0,C1,...: keep only these labels; the task's j-th class is Cj
 """
 
@@ -25,8 +26,13 @@ class TaskData:
     permute: int | None = None
     rotate: float | None = None
     classes: tuple[int, ...] | None = None
+    resample: str = "bilinear"  # of --rotate: or "nearest"
 
     def __post_init__(self) -> None:
+        if self.resample not in RESAMPLINGS:
+            raise InvalidArgument(f"--resample must be bilinear or nearest, got {self.resample!r}")
+        if self.resample != "bilinear" and self.rotate is None:
+            raise InvalidArgument("--resample chooses how --rotate samples pixels: give --rotate")
         if self.permute is not None and self.rotate is not None:
             raise InvalidArgument("--permute and --rotate conflict: a task has one pixel transform")
         if self.permute is not None and not 0 <= self.permute < 2**64:
@@ -49,7 +55,7 @@ class TaskData:
         if self.permute is not None:
             parts.append(f"permute-{self.permute}")
         if self.rotate is not None:
-            parts.append(f"rotate-{self.rotate:g}")
+            parts.append(f"rotate-{self.rotate:g}" + ("-nearest" if self.resample == "nearest" else ""))
         if self.classes is not None:
             parts.append("classes-" + "-".join(map(str, self.classes)))
         return "-".join(parts)
@@ -60,12 +66,17 @@ class TaskData:
             plain["permute"] = self.permute
         if self.rotate is not None:
             plain["rotate"] = self.rotate
+        if self.resample != "bilinear":  # absent: bilinear, as every archive before it was written
+            plain["resample"] = self.resample
         if self.classes is not None:
             plain["classes"] = list(self.classes)
         return plain
 
     @staticmethod
     def from_plain(plain: dict[str, Any]) -> "TaskData":
+        unknown = set(plain) - {"dataset", "permute", "rotate", "resample", "classes"}
+        if unknown:
+            raise ArchiveCorrupt(f"task data spec has fields this supsup does not know ({', '.join(sorted(unknown))})")
         try:
             classes = plain.get("classes")
             return TaskData(
@@ -73,6 +84,7 @@ class TaskData:
                 permute=plain.get("permute"),
                 rotate=None if plain.get("rotate") is None else float(plain["rotate"]),
                 classes=None if classes is None else tuple(int(c) for c in classes),
+                resample=str(plain.get("resample", "bilinear")),
             )
         except (KeyError, TypeError, ValueError, InvalidArgument) as exc:
             raise ArchiveCorrupt(f"task data spec is invalid ({exc})") from None
@@ -91,7 +103,7 @@ def transform_pixels(task: TaskData, images: np.ndarray) -> np.ndarray:
     if task.permute is not None:
         images = permute(images, task.permute)
     if task.rotate is not None:
-        images = rotate(images, task.rotate)
+        images = rotate(images, task.rotate, task.resample)
     return images
 
 
@@ -102,17 +114,25 @@ def permute(images: np.ndarray, seed: int) -> np.ndarray:
     return np.take(flat, prng.permutation(seed, pixels), axis=1).reshape(images.shape)
 
 
-def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
+RESAMPLINGS = ("bilinear", "nearest")
+
+
+def rotate(images: np.ndarray, degrees: float, resample: str = "bilinear") -> np.ndarray:
     """Rotate [N, H, W] or [N, C, H, W] uint8 images through one sparse sampling matrix shared by all."""
     height, width = images.shape[-2:]
+    if resample == "nearest":
+        flat = images.reshape(-1, height * width)
+        source = nearest_sources(height, width, degrees)
+        out = np.where(source >= 0, flat[:, np.maximum(source, 0)], 0)
+        return out.astype(np.uint8).reshape(images.shape)
     out = images.reshape(-1, height * width).astype(np.float32) @ rotation_matrix(height, width, degrees)
     np.rint(out, out=out)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8).reshape(images.shape)
 
 
-def rotation_matrix(height: int, width: int, degrees: float) -> scipy.sparse.csr_matrix:
-    """M with out = in @ M: column j holds the bilinear weights of output pixel j's source."""
+def _source_coordinates(height: int, width: int, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where each output pixel (row-major) comes from, in float64, evaluated in exactly this order."""
     theta = math.radians(degrees)
     rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
                              indexing="ij")
@@ -121,6 +141,21 @@ def rotation_matrix(height: int, width: int, degrees: float) -> scipy.sparse.csr
     x, y = (cols - cx).reshape(-1), (rows - cy).reshape(-1)
     src_x = math.cos(theta) * x - math.sin(theta) * y + cx
     src_y = math.sin(theta) * x + math.cos(theta) * y + cy
+    return src_x, src_y
+
+
+def nearest_sources(height: int, width: int, degrees: float) -> np.ndarray:
+    """The flat index of each output pixel's nearest source pixel, -1 outside the image. Nearest is
+    floor(coordinate + 0.5): a tie goes up, and there is no tie the evaluation order could decide."""
+    src_x, src_y = _source_coordinates(height, width, degrees)
+    sx, sy = np.floor(src_x + 0.5).astype(np.int64), np.floor(src_y + 0.5).astype(np.int64)
+    inside = (sy >= 0) & (sy < height) & (sx >= 0) & (sx < width)
+    return np.where(inside, sy * width + sx, -1)
+
+
+def rotation_matrix(height: int, width: int, degrees: float) -> scipy.sparse.csr_matrix:
+    """M with out = in @ M: column j holds the bilinear weights of output pixel j's source."""
+    src_x, src_y = _source_coordinates(height, width, degrees)
     x0, y0 = np.floor(src_x), np.floor(src_y)
     fx, fy = src_x - x0, src_y - y0
     sources, targets, weights = [], [], []
