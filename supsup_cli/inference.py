@@ -44,6 +44,8 @@ class Superposition:
     stats: list[np.ndarray] | None = None  # per task: normalization statistics (residual networks)
     counts: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)  # site -> tasks
     # keeping each weight, computed once: all that the superposition at alpha = 1/k needs
+    unpacked: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)  # site ->
+    # [k, *shape] uint8 masks, kept by `hold_unpacked`
 
     @property
     def tasks(self) -> int:
@@ -52,12 +54,13 @@ class Superposition:
     def first(self, count: int) -> "Superposition":
         """The superposition of tasks 0..count-1 only."""
         return replace(self, packed=[p[:count] for p in self.packed],
-                       stats=None if self.stats is None else self.stats[:count], counts={})
+                       stats=None if self.stats is None else self.stats[:count], counts={}, unpacked={})
 
     def subset(self, tasks: torch.Tensor) -> "Superposition":
         """The superposition of these tasks only, in this order."""
         return replace(self, packed=[p.index_select(0, tasks) for p in self.packed],
-                       stats=None if self.stats is None else [self.stats[int(t)] for t in tasks], counts={})
+                       stats=None if self.stats is None else [self.stats[int(t)] for t in tasks], counts={},
+                       unpacked={})
 
     def task_chunks(self) -> list[tuple[int, int]]:
         return [(start, min(start + self.chunk, self.tasks)) for start in range(0, self.tasks, self.chunk)]
@@ -65,7 +68,31 @@ class Superposition:
     def masks(self, site: int, start: int, stop: int) -> torch.Tensor:
         """Tasks start..stop-1 of one site, unpacked: [c, *site shape] float ([c, out, in] on weights)."""
         shape = mask_sites(self.net.spec)[site].shape
+        held = self.unpacked.get(site)
+        if held is not None:  # bytes, or W * M (never 0 where kept: base weights are +-c)
+            return (held[start:stop] != 0).float()
         return unpack(self.packed[site][start:stop], math.prod(shape)).view(stop - start, *shape)
+
+    def masked_weights(self, site: int, start: int, stop: int) -> torch.Tensor:
+        """W * M^i for tasks start..stop-1 of one site: [c, out, in] float."""
+        held = self.unpacked.get(site)
+        if held is not None and held.is_floating_point():
+            return held[start:stop]
+        weight = self.net.base()[site]
+        return (held[start:stop] if held is not None else self.masks(site, start, stop)) * weight
+
+    def hold_unpacked(self, sites: Sequence[int], budget: int = DEFAULT_CHUNK_BYTES) -> None:
+        """Keep these sites' masks unpacked while this superposition lives, so that a search that reads
+        them every round unpacks each mask once: as W * M (float) within 2 x `budget` bytes, else
+        as a byte per bit within `budget`, else not at all."""
+        sizes = {site: self.net.base()[site].numel() for site in sites if site not in self.unpacked}
+        elements = self.tasks * sum(sizes.values())
+        if elements > budget:
+            return
+        for site in sizes:
+            weight = self.net.base()[site]
+            bits = unpack(self.packed[site], weight.numel(), torch.uint8).view(-1, *weight.shape)
+            self.unpacked[site] = bits * weight if 4 * elements <= 2 * budget else bits
 
     def kept_by(self, site: int) -> torch.Tensor:
         """How many tasks keep each weight of a site ([out, in] float), counted once per superposition."""
@@ -118,7 +145,7 @@ def mixed_layer(sup: Superposition, site: int, h: torch.Tensor, alpha: torch.Ten
     weight = sup.net.base()[site]
     out = torch.zeros(h.shape[0], weight.shape[0], device=h.device)
     for start, stop in sup.task_chunks():
-        per_task = h @ (sup.masks(site, start, stop) * weight).transpose(1, 2)  # [c, B, out]
+        per_task = h @ sup.masked_weights(site, start, stop).transpose(1, 2)  # [c, B, out]
         out = out + torch.einsum("bc,cbo->bo", alpha[:, start:stop], per_task)
         if record is not None:
             record[start:stop] = per_task.detach()
@@ -133,7 +160,7 @@ def first_layer_outputs(sup: Superposition, x: torch.Tensor) -> torch.Tensor:
     weight = sup.net.base()[0]
     outputs = torch.empty(sup.tasks, h.shape[0], weight.shape[0], device=x.device)
     for start, stop in sup.task_chunks():
-        torch.matmul(h, (sup.masks(0, start, stop) * weight).transpose(1, 2), out=outputs[start:stop])
+        torch.matmul(h, sup.masked_weights(0, start, stop).transpose(1, 2), out=outputs[start:stop])
     return outputs
 
 
@@ -187,12 +214,11 @@ def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, ki
             grads += packed_dot(sup.packed[site], (delta.unsqueeze(2) * h.unsqueeze(1) * weight).reshape(rows, -1))
             continue
         for start, stop in sup.task_chunks():
-            masks = sup.masks(site, start, stop)  # [c, out, in]
-            grads[:, start:stop] += _per_input_contraction(masks * weight, delta, h)
+            grads[:, start:stop] += per_input_contraction(sup.masked_weights(site, start, stop), delta, h)
     return grads
 
 
-def _per_input_contraction(masked: torch.Tensor, delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def per_input_contraction(masked: torch.Tensor, delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """[B, c]: sum_{v,u} delta[b, v] masked[i, v, u] h[b, u], through the smaller side of the layer."""
     chunk, out, inp = masked.shape
     if inp <= out:  # delta @ masked: [B, c, in], then dot with h
@@ -215,6 +241,7 @@ def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = Fal
         return _binary_shared(sup, x, kind)
     if x.shape[0] > _binary_batch(sup):
         return torch.cat([binary(sup, part, kind) for part in x.split(_binary_batch(sup))])
+    sup.hold_unpacked(range(1, len(sup.packed)))  # read every round
     first = first_layer_outputs(sup, x)
     candidates = torch.ones(x.shape[0], sup.tasks, dtype=torch.bool, device=x.device)
     remaining = sup.tasks  # known on the host every round: no device synchronization in the loop
@@ -256,7 +283,7 @@ def exhaustive_objectives(sup: Superposition, x: torch.Tensor, kind: str) -> tor
     for start, stop in sup.task_chunks():
         h = x.reshape(x.shape[0], -1).unsqueeze(0)  # [1, B, in], then [c, B, features]
         for site, weight in enumerate(weights):
-            h = h @ (sup.masks(site, start, stop) * weight).transpose(1, 2)
+            h = h @ sup.masked_weights(site, start, stop).transpose(1, 2)
             if site < len(weights) - 1:
                 h = F.relu(h) if sup.net.spec.activation == "relu" else F.silu(h)
         values[:, start:stop] = task_objective(h.reshape(-1, h.shape[-1]), kind, sup.real).view(stop - start, -1).T

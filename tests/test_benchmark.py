@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from supsup_cli.cli import report
 from tests.conftest import REPO
 
 METHOD_KEYS = {"gg", "one-shot/entropy", "one-shot/g", "binary/entropy", "binary/g", "upper-bound", "lower-bound"}
@@ -73,13 +74,20 @@ def test_existing_archive_is_evaluated_without_training_and_gated(small_run, cli
     assert "one-shot/entropy" in gated.out  # the table is still printed
 
 
-def test_speed_suite_reports_rates_per_k(cli):
+def test_speed_suite_reports_rates_per_k(cli, capsys):
     result = cli("benchmark", "--suite", "speed", "--tasks", "12", "--eval-images", "16", "--json")
     assert result.code == 0, result.err
     rows = result.json()["by_k"]
     assert [r["k"] for r in rows] == [10, 12]
     assert all(r[m] > 0 for r in rows for m in ("gg", "one-shot", "binary", "exhaustive"))
     assert all(r["batch_1"][m] > 0 for r in rows for m in ("one-shot", "binary"))  # as `supsup infer img`
+    assert all(r["gflops"]["contraction"] > 0 and r["gflops"]["matmul"] > 0 for r in rows)
+    one = result.json()["infer_one_image_seconds"]
+    assert one["k"] == 12 and one["inferred"] > 0 and one["task_given"] > 0  # a real `supsup infer` process
+    capsys.readouterr()
+    report.show(result.json())
+    shown = capsys.readouterr().out
+    assert "GFLOP/s" in shown and "supsup infer of one image at k = 12" in shown
 
 
 def test_bad_benchmark_arguments(cli):

@@ -16,7 +16,7 @@ import pytest
 
 from supsup_cli import archive, registry
 from supsup_cli.archive import maskcodec
-from tests.conftest import REPO, append_random_tasks, random_masks
+from tests.conftest import REPO, append_random_tasks, dummy_record, random_masks
 
 pytestmark = pytest.mark.fault
 TRIALS = int(os.environ.get("SUPSUP_FAULT_TRIALS", "20"))
@@ -122,3 +122,135 @@ def test_full_disk_during_a_commit_leaves_the_archive_as_before(lenet_archive, r
     assert error == f"supsup: error: {lenet_archive}: no space left to write the archive; it is unchanged"
     assert lenet_archive.read_bytes() == before
     assert not list(lenet_archive.parent.glob(".*.tmp"))
+
+
+# --- kill -9 on every other write path (issue 21) ------------------------------------------------------
+
+HOP = registry.resolve("fc2048-2048-hop")
+
+
+def _cli_process(*argv):
+    return subprocess.Popen([sys.executable, "-m", "supsup_cli", *map(str, argv)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _kill_at_random(child, rng, latest):
+    """SIGKILL at a uniform moment of the child's run (or after it ended, which is fine too)."""
+    time.sleep(rng.uniform(0.0, latest))
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def _masks_of(path, spec=SPEC):
+    with archive.Archive(path) as opened:
+        return [t.name for t in opened.tasks], [opened.packed_mask(i) for i in range(len(opened.tasks))]
+
+
+def _no_leftovers(directory):
+    assert not list(directory.glob(".*.tmp")) and not list(directory.glob("*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+def test_kill_9_during_merge_leaves_no_out_or_the_whole_merge(tmp_path, trial):
+    parts = [tmp_path / "a.supsup", tmp_path / "b.supsup"]
+    for start, part in zip((0, 2), parts):
+        archive.create(part, SPEC, seed=0)
+        append_random_tasks(part, 2, start_seed=start)
+    out = tmp_path / "all.supsup"
+    _kill_at_random(_cli_process("merge", out, *parts), random.Random(trial), 3.0)
+    expected = [_masks_of(parts[0]), _masks_of(parts[1])]
+    if out.exists():
+        names, masks = _masks_of(out)
+        assert names == expected[0][0] + expected[1][0]
+        for got, want in zip(masks, expected[0][1] + expected[1][1]):
+            assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    again = subprocess.run([sys.executable, "-m", "supsup_cli", "merge", out, *parts, "--force"], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr  # the next writer goes on
+    _no_leftovers(tmp_path)
+    assert _masks_of(out)[0] == ["task-0", "task-1", "task-2", "task-3"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+def test_kill_9_during_hopfield_store_leaves_the_old_or_the_new_archive(tmp_path, trial):
+    path = tmp_path / "hop.supsup"
+    archive.create(path, HOP, seed=0)
+    for task in range(2):
+        masks = random_masks(HOP, task)
+        archive.append_task(path, dummy_record(f"task-{task}", HOP, masks), masks)
+    before, (names, masks) = path.read_bytes(), _masks_of(path, HOP)
+    _kill_at_random(_cli_process("hopfield-store", path), random.Random(trial), 4.0)
+    if path.read_bytes() != before:  # then it is the new one: every task kept, and all in the reservoir
+        with archive.Archive(path) as opened:
+            assert [t.name for t in opened.tasks] == names and opened.reservoir_info.tasks == 2
+            for task, want in enumerate(masks):
+                assert all(np.array_equal(a, b) for a, b in zip(opened.packed_mask(task), want))
+    again = subprocess.run([sys.executable, "-m", "supsup_cli", "hopfield-store", path], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    _no_leftovers(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+def test_kill_9_during_init_force_leaves_the_old_or_an_empty_archive(lenet_archive, trial):
+    append_random_tasks(lenet_archive, 2)
+    before = lenet_archive.read_bytes()
+    _kill_at_random(_cli_process("init", lenet_archive, "--arch", "lenet300-100", "--force"),
+                    random.Random(trial), 2.0)
+    if lenet_archive.read_bytes() != before:
+        with archive.Archive(lenet_archive) as opened:
+            assert opened.tasks == []
+    else:
+        _assert_tasks_intact(lenet_archive, [2])
+    append_random_tasks(lenet_archive, 1, start_seed=len(_masks_of(lenet_archive)[0]))  # the next writer
+    _no_leftovers(lenet_archive.parent)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+def test_kill_9_during_a_many_task_learn_task_keeps_a_prefix(lenet_archive, trial):
+    append_random_tasks(lenet_archive, 1)
+    _kill_at_random(_cli_process("learn-task", lenet_archive, "--permute", "1-6", "--steps", "40"),
+                    random.Random(trial), 12.0)
+    names, _ = _masks_of(lenet_archive)
+    assert names == ["task-0"] + [f"mnist-permute-{p}" for p in range(1, len(names))]  # committed in order
+    _assert_tasks_intact_first(lenet_archive)
+    done = subprocess.run([sys.executable, "-m", "supsup_cli", "inspect", lenet_archive, "--verify"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # every committed mask matches its digest
+    append_random_tasks(lenet_archive, 1, start_seed=50)
+    _no_leftovers(lenet_archive.parent)
+
+
+def _assert_tasks_intact_first(path):
+    with archive.Archive(path) as opened:
+        for bits, packed in zip(random_masks(SPEC, 0), opened.packed_mask(0)):
+            assert np.array_equal(maskcodec.unpack(packed, bits.size), bits.reshape(-1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+def test_two_writers_killed_while_one_waits_for_the_lock(lenet_archive, trial):
+    rng = random.Random(trial)
+    writers = [subprocess.Popen([sys.executable, "-c", APPENDER, str(lenet_archive), str(start)], cwd=REPO,
+                                stdout=subprocess.PIPE, text=True) for start in (0, 1000)]
+    for writer in writers:
+        writer.stdout.readline()  # each has committed once: from now on they contend for the lock
+    time.sleep(rng.uniform(0.0, 0.5))
+    for writer in writers:
+        writer.send_signal(signal.SIGKILL)
+    for writer in writers:
+        writer.wait()
+    with archive.Archive(lenet_archive) as opened:
+        names = [t.name for t in opened.tasks]
+        for task, name in enumerate(names):
+            seed = int(name.split("-")[1])
+            for bits, packed in zip(random_masks(SPEC, seed), opened.packed_mask(task)):
+                assert np.array_equal(maskcodec.unpack(packed, bits.size), bits.reshape(-1))
+    assert len(set(names)) == len(names) >= 2
+    append_random_tasks(lenet_archive, 1, start_seed=5000)  # the lock was released with its holder
+    _no_leftovers(lenet_archive.parent)

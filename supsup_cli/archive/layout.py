@@ -104,8 +104,9 @@ def _open_attr(obj: h5py.HLObject, name: str) -> h5py.h5a.AttrID:
     return h5py.h5a.open(obj.id, name.encode())
 
 
-def check_members(f: h5py.File) -> None:
-    """Only our own groups and datasets, all hard links, all plain contiguous-or-chunked storage."""
+def check_members(f: h5py.File, first: int, end: int) -> None:
+    """Only our own groups and datasets, all hard links, all plain contiguous-or-chunked storage lying
+    between byte `first` (after the user block) and `end` (the file's length) of the file."""
     expected = {"tasks": {n.split("/")[1] for n in (RECORDS, RECORD_EXTENT, MASKS, MASK_EXTENT, MASK_CODEC,
                                                    ARRAYS, ARRAY_EXTENT, SHA256)}}
     if HOPFIELD in f:
@@ -117,7 +118,7 @@ def check_members(f: h5py.File) -> None:
     for group, members in expected.items():
         _check_group(f, group, members)
         for member in members:
-            _check_dataset_storage(f[f"{group}/{member}"])
+            _check_dataset_storage(f[f"{group}/{member}"], first, end)
     unknown = set(f.attrs.keys()) - set(STRING_ATTRS) - set(INTEGER_ATTRS)
     if unknown:
         raise ArchiveCorrupt(f"unexpected root attributes {sorted(unknown)}")
@@ -138,7 +139,7 @@ def _check_group(f: h5py.File, path: str, members: set[str]) -> None:
             raise ArchiveCorrupt(f"{path}/{name} is a link to elsewhere, which archives never contain")
 
 
-def _check_dataset_storage(dset: h5py.Dataset) -> None:
+def _check_dataset_storage(dset: h5py.Dataset, first: int, end: int) -> None:
     if not isinstance(dset, h5py.Dataset):
         raise ArchiveCorrupt(f"{dset.name} is not a dataset")
     if dset.is_virtual or dset.external:
@@ -151,6 +152,37 @@ def _check_dataset_storage(dset: h5py.Dataset) -> None:
     if dset.id.get_storage_size() < declared:
         raise ArchiveCorrupt(f"{dset.name} declares {declared} bytes but the file stores "
                              f"{dset.id.get_storage_size()} of them")
+    _check_blocks_inside(dset, declared, first, end)
+
+
+def _check_blocks_inside(dset: h5py.Dataset, declared: int, first: int, end: int) -> None:
+    """Every byte HDF5 will read for this dataset lies inside the file: each chunk (or the one
+    contiguous block; HDF5 gives their addresses from the start of the file) lies between the user
+    block and the end of the file, and the blocks hold at least the declared bytes. A forged address or size would otherwise reach HDF5's own read errors, or a huge read."""
+    plist = dset.id.get_create_plist()
+    kind = plist.get_layout()
+    if kind == h5py.h5d.COMPACT:  # stored in the object header HDF5 has already parsed
+        return
+    if kind == h5py.h5d.CONTIGUOUS:
+        offset = dset.id.get_offset()
+        blocks = [] if offset is None else [(offset, dset.id.get_storage_size())]
+    elif kind == h5py.h5d.CHUNKED:
+        chunk_bytes = math.prod(plist.get_chunk()) * dset.dtype.itemsize
+        blocks = []
+        for number in range(dset.id.get_num_chunks()):
+            info = dset.id.get_chunk_info(number)
+            if info.size != chunk_bytes:
+                raise ArchiveCorrupt(f"{dset.name}: chunk {number} holds {info.size} bytes, not {chunk_bytes}")
+            blocks.append((info.byte_offset, info.size))
+    else:
+        raise ArchiveCorrupt(f"{dset.name} has a storage layout archives never use")
+    for offset, size in blocks:
+        if offset is None or offset < first or offset + size > end:
+            raise ArchiveCorrupt(f"{dset.name}: stored bytes at {offset}..{(offset or 0) + size} lie outside the "
+                                 f"file's {end} bytes")
+    if declared and sum(size for _, size in blocks) < declared:
+        raise ArchiveCorrupt(f"{dset.name} declares {declared} bytes but its blocks hold "
+                             f"{sum(size for _, size in blocks)}")
 
 
 def check_dataset(f: h5py.File, d: Dataset, rows: int | None) -> h5py.Dataset:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import h5py
 import numpy as np
@@ -18,6 +20,24 @@ from supsup_cli.registry import ArchSpec, MaskSite, from_json, mask_sites
 from supsup_cli.weights import base_weights, weights_sha256
 
 FORMAT_NAME = "supsup"
+_HDF5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, OverflowError)
+_Read = TypeVar("_Read", bound=Callable)
+
+
+def _reading(method: _Read) -> _Read:
+    """The last line of defence behind the checks at open: whatever HDF5 (or decoding) raises while
+    reading an open archive becomes a damaged-archive error naming the file."""
+
+    @functools.wraps(method)
+    def read(self: "Archive", *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except SupsupError:
+            raise
+        except _HDF5_ERRORS as exc:
+            raise ArchiveCorrupt(f"{self.path}: the archive's content cannot be read ({_first_line(exc)})") from None
+
+    return read  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,7 @@ class Archive:
         except SupsupError:
             self._file.close()
             raise
-        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        except _HDF5_ERRORS as exc:
             self._file.close()
             raise ArchiveCorrupt(f"{self.path}: invalid archive structure ({_first_line(exc)})") from None
         except BaseException:
@@ -75,7 +95,7 @@ class Archive:
 
     def _load(self, check_weights: bool, load_records: bool) -> None:
         f = self._file
-        layout.check_members(f)
+        layout.check_members(f, f.userblock_size, self.header.file_length)
         if layout.read_string_attr(f, "format") != FORMAT_NAME:
             raise ArchiveCorrupt(f"{self.path}: root attribute 'format' is not {FORMAT_NAME!r}")
         version = layout.read_integer_attr(f, "format_version")
@@ -146,6 +166,7 @@ class Archive:
                 return index
         raise UnknownTask(f"{self.path}: no task named {text!r}")
 
+    @_reading
     def stored_task(self, task: int) -> StoredTask:
         """One task's bytes as stored, undecoded."""
         offset, length = self.index.record_extent[task].tolist()
@@ -158,15 +179,18 @@ class Archive:
         """One task's mask per site, bit-packed; the other tasks are neither read nor decoded."""
         return [self.packed_mask_site(task, site) for site in range(len(self.sites))]
 
+    @_reading
     def packed_mask_site(self, task: int, site: int) -> np.ndarray:
         codec, data = self._encoded_mask(task, site)
         return maskcodec.decode_packed(data, codec, self.sites[site].numel).copy()
 
+    @_reading
     def _encoded_mask(self, task: int, site: int) -> tuple[int, bytes]:
         offset, length = self.index.mask_extent[task, site].tolist()
         data = self._file[layout.MASKS][offset : offset + length].tobytes() if length else b""
         return int(self.index.mask_codec[task, site]), data
 
+    @_reading
     def stream_bytes(self) -> dict[str, int]:
         """Bytes of the file and of what its streams hold (the rest is HDF5's and our header's)."""
         index = self.index
@@ -180,6 +204,7 @@ class Archive:
                                             index.array_extent, index.sha256)),
         }
 
+    @_reading
     def packed_masks(self) -> list[np.ndarray]:
         """Every task's mask, bit-packed: per site an array [tasks, ceil(n/8)] of uint8."""
         stream = self._file[layout.MASKS][...] if self.index.tasks else np.zeros(0, np.uint8)
@@ -193,10 +218,12 @@ class Archive:
             stacked.append(rows)
         return stacked
 
+    @_reading
     def reservoir(self) -> tuple[np.ndarray, np.ndarray]:
         """The Hopfield networks and running means of every masked layer, flat float32 (see formats/)."""
         return self._file[layout.HOPFIELD_PSI][...], self._file[layout.HOPFIELD_MU][...]
 
+    @_reading
     def stats(self, task: int) -> np.ndarray:
         """One task's normalization statistics (float32), read alone."""
         offset, length = self.index.array_extent[task].tolist()

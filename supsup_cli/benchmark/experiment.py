@@ -488,5 +488,10 @@ def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = SPEED_KS, ima
     for k in ks:
         listener.start(f"k = {k}", 0)
         sup = inference.superposition(net, speed.random_packed_masks(spec, k, seed, device), real)
-        rows.append({"k": k, **speed.inference_rates(sup, x), "peak_memory_mib": speed.peak_memory_mib(device)})
-    return {"suite": "speed", "arch": spec.name, "device": str(device), "images": images, "by_k": rows}
+        rows.append({"k": k, **speed.inference_rates(sup, x), "peak_memory_mib": speed.peak_memory_mib(device),
+                     "gflops": speed.contraction_gflops(sup, x)})
+    listener.start(f"supsup infer, one image, k = {ks[-1]}", 0)
+    with tempfile.TemporaryDirectory(prefix="supsup-speed-") as scratch:
+        seconds = speed.one_image_infer_seconds(spec, ks[-1], examples.images[0], Path(scratch), str(device))
+    return {"suite": "speed", "arch": spec.name, "device": str(device), "images": images, "by_k": rows,
+            "infer_one_image_seconds": {"k": ks[-1], **seconds}}

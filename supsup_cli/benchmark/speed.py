@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import resource
+import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from supsup_cli import inference
+from supsup_cli import archive, inference
+from supsup_cli.archive.records import TaskRecord
 from supsup_cli.models import DenseNet, MaskedNet
 from supsup_cli.registry import ArchSpec, mask_sites
 from supsup_cli.training import Learner, TaskTensors, TrainConfig, batches, initial_scores, masked_logits
@@ -98,3 +104,76 @@ def inference_rates(sup: inference.Superposition, x: torch.Tensor, singles: int 
         _synchronize(x.device)
         rates[method] = x.shape[0] / (time.perf_counter() - started)
     return rates
+
+
+def contraction_gflops(sup: inference.Superposition, x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+    """GFLOP/s of One-Shot's per-input contraction over all k masks at this batch (unpacking included),
+    and of a plain torch.matmul of the same shapes on ready float matrices, best of `repeats` each."""
+    alpha = torch.full((sup.tasks,), 1.0 / sup.tasks, device=x.device)
+    with torch.enable_grad():
+        logits, inputs, pre, _ = inference.forward_recording(sup, x, alpha)
+        deltas = torch.autograd.grad(inference.objective(logits, "entropy", sup.real).sum(), pre)
+    weights = sup.net.base()
+    flops = sum(2 * x.shape[0] * sup.tasks * w.numel() for w in weights)
+
+    def contraction() -> None:
+        for site, (weight, h, delta) in enumerate(zip(weights, inputs, deltas)):
+            for start, stop in sup.task_chunks():
+                inference.per_input_contraction(sup.masked_weights(site, start, stop), delta, h)
+
+    # The contraction's matrix product: the input side of a layer against all c masks at once.
+    operands = [(torch.randn(x.shape[0], min(w.shape), device=x.device),
+                 torch.randn(min(w.shape), (stop - start) * max(w.shape), device=x.device))
+                for w in weights for start, stop in sup.task_chunks()]
+
+    def matmul() -> None:
+        for left, right in operands:
+            torch.matmul(left, right)
+
+    return {name: flops / 1e9 / _best_seconds(run, x.device, repeats)
+            for name, run in (("contraction", contraction), ("matmul", matmul))}
+
+
+def _best_seconds(run, device: torch.device, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        _synchronize(device)
+        started = time.perf_counter()
+        run()
+        _synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def one_image_infer_seconds(spec: ArchSpec, tasks: int, image: np.ndarray, scratch: Path, device: str,
+                            repeats: int = 3) -> dict[str, float]:
+    """Wall time of `supsup infer ARCHIVE one.npy` in a fresh process, as a user runs it, on an archive
+    of `tasks` random half-density masks: the task inferred, and given (--task 0: start-up, reading,
+    one forward pass). Median of `repeats`."""
+    path, image_path = scratch / f"speed-{tasks}.supsup", scratch / "one.npy"
+    archive.create(path, spec, seed=0, force=True)
+    rng = np.random.default_rng(0)
+
+    def random_tasks(_: archive.Archive) -> tuple[list[archive.StoredTask], None]:
+        stored = []
+        for index in range(tasks):
+            masks = [rng.random(site.shape) < 0.5 for site in mask_sites(spec)]
+            record = TaskRecord(name=f"random-{index}", data={"dataset": "mnist", "permute": index},
+                                classes=tuple(range(10)), mean=(0.1307,), std=(0.3081,),
+                                density=tuple(float(m.mean()) for m in masks))
+            stored.append(archive.StoredTask.of(record, masks))
+        return stored, None
+
+    archive.rewrite(path, random_tasks)
+    np.save(image_path, image[None])
+    seconds = {}
+    for label, extra in (("inferred", []), ("task_given", ["--task", "0"])):
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "supsup_cli", "infer", str(path), str(image_path), "--device",
+                            device, *extra], check=True, capture_output=True)
+            times.append(time.perf_counter() - started)
+        seconds[label] = statistics.median(times)
+    path.unlink()
+    return seconds

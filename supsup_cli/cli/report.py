@@ -87,11 +87,19 @@ def _show_protocol(results: dict[str, Any], protocol: str, rows: list[int], posi
 
 
 def _show_speed_suite(results: dict[str, Any]) -> None:
-    columns = ["k", "gg", "one-shot", "binary", "exhaustive", "one-shot (1)", "binary (1)", "peak MiB"]
+    columns = ["k", "gg", "one-shot", "binary", "exhaustive", "one-shot (1)", "binary (1)", "peak MiB",
+               "GFLOP/s (matmul)"]
     output.emit_table(columns, [[row["k"], *[_number(row[c]) for c in columns[1:5]],
                                  *[_number(row["batch_1"][m]) for m in ("one-shot", "binary")],
-                                 _number(row["peak_memory_mib"])] for row in results["by_k"]],
-                      title=f"inference images/s, {results['arch']}, {results['images']} images, each on its own")
+                                 _number(row["peak_memory_mib"]),
+                                 f"{_number(row['gflops']['contraction'])} ({_number(row['gflops']['matmul'])})"]
+                                for row in results["by_k"]],
+                      title=f"inference images/s, {results['arch']}, {results['images']} images, each on its own "
+                            f"((1): given one at a time); GFLOP/s of One-Shot's contraction beside a plain matmul "
+                            f"of its shapes")
+    one = results["infer_one_image_seconds"]
+    output.emit_line(f"supsup infer of one image at k = {one['k']}, a new process: {one['inferred']:.2f} s, "
+                     f"with --task given {one['task_given']:.2f} s ({one['inferred'] / one['task_given']:.2f}x)")
 
 
 def write_files(results: dict[str, Any], out: Path) -> list[Path]:
