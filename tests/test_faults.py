@@ -152,7 +152,7 @@ def _no_leftovers(directory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
 def test_kill_9_during_merge_leaves_no_out_or_the_whole_merge(tmp_path, trial):
     parts = [tmp_path / "a.supsup", tmp_path / "b.supsup"]
     for start, part in zip((0, 2), parts):
@@ -174,7 +174,7 @@ def test_kill_9_during_merge_leaves_no_out_or_the_whole_merge(tmp_path, trial):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
 def test_kill_9_during_hopfield_store_leaves_the_old_or_the_new_archive(tmp_path, trial):
     path = tmp_path / "hop.supsup"
     archive.create(path, HOP, seed=0)
@@ -195,7 +195,7 @@ def test_kill_9_during_hopfield_store_leaves_the_old_or_the_new_archive(tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
 def test_kill_9_during_init_force_leaves_the_old_or_an_empty_archive(lenet_archive, trial):
     append_random_tasks(lenet_archive, 2)
     before = lenet_archive.read_bytes()
@@ -211,7 +211,7 @@ def test_kill_9_during_init_force_leaves_the_old_or_an_empty_archive(lenet_archi
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
 def test_kill_9_during_a_many_task_learn_task_keeps_a_prefix(lenet_archive, trial):
     append_random_tasks(lenet_archive, 1)
     _kill_at_random(_cli_process("learn-task", lenet_archive, "--permute", "1-6", "--steps", "40"),
@@ -233,7 +233,7 @@ def _assert_tasks_intact_first(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 4)))
+@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
 def test_two_writers_killed_while_one_waits_for_the_lock(lenet_archive, trial):
     rng = random.Random(trial)
     writers = [subprocess.Popen([sys.executable, "-c", APPENDER, str(lenet_archive), str(start)], cwd=REPO,
