@@ -36,3 +36,8 @@ def test_the_v2_spec_reader_reads_bitpacked_and_rice_masks(lenet_archive):
 def test_the_v1_spec_reader_reads_the_frozen_v1_archive():
     lines = _run_spec_reader("supsup-v1.md", REPO / "tests" / "data" / "archives" / "v1" / "lenet-2tasks.supsup")
     assert [line[:2] for line in lines] == [["0", "task-0"], ["1", "task-1"]]
+
+
+def test_the_v2_spec_reader_reads_the_frozen_v2_archive():
+    lines = _run_spec_reader("supsup-v2.md", REPO / "tests" / "data" / "archives" / "v2" / "lenet-bitpacked-rice.supsup")
+    assert [line[:2] for line in lines] == [["0", "threshold"], ["1", "top-k"]]

@@ -1,0 +1,72 @@
+"""Write the frozen archives of this format version and their expected results (MANIFEST.json).
+
+Run once per format version, by hand (`python tests/data/archives/freeze.py v2`); the files are then
+never rewritten: tests/test_frozen_archives.py reads them on every CI run and checks, task by task,
+that this supsup still reads what that version wrote and predicts the same.
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from supsup_cli import api, archive, registry
+from supsup_cli.data.tasks import load_task
+from supsup_cli.data.transforms import TaskData
+
+HERE = Path(__file__).parent
+
+
+def probe_images(spec: registry.ArchSpec) -> np.ndarray:
+    """Fixed inputs: 8 MNIST test images, or 8 seeded random 3 x 32 x 32 images."""
+    if spec.input_shape == (1, 28, 28):
+        return load_task(TaskData("mnist"), "test").images[:8]
+    return np.random.default_rng(0).integers(0, 256, (8, *spec.input_shape), dtype=np.uint8)
+
+
+def write(version: str) -> None:
+    folder = HERE / version
+    folder.mkdir(exist_ok=True)
+    if any(folder.iterdir()):
+        raise SystemExit(f"{folder} already holds frozen archives: they are never rewritten")
+    path = folder / "lenet-bitpacked-rice.supsup"
+    api.create(path, "lenet300-100", seed=11)
+    api.learn_task(path, TaskData("mnist", permute=3), steps=150, name="threshold")  # about half kept: bitpack
+    api.learn_task(path, TaskData("mnist", rotate=30.0, resample="nearest"), steps=150, density=0.04,
+                   name="top-k")  # 4% kept: Rice
+    path = folder / "resnet18-narrow-stats.supsup"
+    api.create(path, "resnet18-narrow", seed=12)
+    rng = np.random.default_rng(2026)
+    images, labels = rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8), np.arange(64) % 5
+    api.learn_task(path, images, labels, steps=4, batch_size=16, name="random-5-way")  # running statistics
+    for lock in folder.glob("*.lock"):
+        lock.unlink()
+    manifest_path = HERE / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    for path in sorted(HERE.glob("v*/*.supsup")):  # entries already there are frozen too: never recomputed
+        manifest.setdefault(f"{path.parent.name}/{path.name}", expected(path))
+    lines = [f" {json.dumps(key)}: {json.dumps(value, sort_keys=True)}" for key, value in sorted(manifest.items())]
+    manifest_path.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+
+
+def expected(path: Path) -> dict:
+    """What the archive must read as: its digest, and per task its name, mask digest and the classes
+    (and for superposable networks the tasks found by One-Shot) of the probe images."""
+    with archive.Archive(path) as opened:
+        spec, names = opened.spec, [t.name for t in opened.tasks]
+        digests, version = [t.mask_sha256 for t in opened.tasks], opened.format_version
+    images = probe_images(spec)
+    tasks = []
+    for index, (name, digest) in enumerate(zip(names, digests)):
+        found = api.infer_arrays(path, images, task=index)
+        tasks.append({"name": name, "mask_sha256": digest, "classes": found.classes.tolist()})
+    result = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "format_version": version, "tasks": tasks}
+    if spec.family == "mlp" and spec.mask_on == "weights":
+        result["one_shot_tasks"] = api.infer_arrays(path, images).tasks.tolist()
+    return result
+
+
+if __name__ == "__main__":
+    write(sys.argv[1])

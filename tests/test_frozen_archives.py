@@ -1,0 +1,58 @@
+"""Archives written by every format version, frozen in tests/data/archives and pinned by digest:
+this supsup must read each one, task by task, and predict what the version that wrote it predicted
+(tests/data/archives/freeze.py wrote them and MANIFEST.json)."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from supsup_cli import api, archive
+from supsup_cli.archive import header, maskcodec
+from supsup_cli.archive.records import mask_sha256
+from supsup_cli.archive.verify import verify
+from tests.conftest import REPO
+from tests.data.archives.freeze import probe_images
+
+FROZEN = REPO / "tests" / "data" / "archives"
+MANIFEST = json.loads((FROZEN / "MANIFEST.json").read_text())
+
+
+def test_every_frozen_archive_is_pinned_and_every_version_has_one():
+    on_disk = {f"{p.parent.name}/{p.name}" for p in FROZEN.glob("v*/*.supsup")}
+    assert on_disk == set(MANIFEST)
+    assert {entry["format_version"] for entry in MANIFEST.values()} == set(range(1, header.FORMAT_VERSION + 1))
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_a_frozen_archive_reads_task_by_task_as_it_was_written(name):
+    path, pinned = FROZEN / name, MANIFEST[name]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == pinned["sha256"]  # the file itself is unchanged
+    report = verify(path)
+    assert report["ok"] and [t["name"] for t in report["tasks"]] == [t["name"] for t in pinned["tasks"]]
+    with archive.Archive(path) as opened:
+        assert opened.format_version == pinned["format_version"]
+        spec = opened.spec
+        for index, expected in enumerate(pinned["tasks"]):
+            record = opened.tasks[index]
+            assert record.name == expected["name"]
+            packed = opened.packed_mask(index)
+            if expected["mask_sha256"] is not None:
+                assert record.mask_sha256 == expected["mask_sha256"] == mask_sha256(packed)
+            densities = [float(maskcodec.unpack(p, site.numel).mean()) for p, site in zip(packed, opened.sites)]
+            assert np.allclose(densities, record.density, atol=1e-6)
+    images = probe_images(spec)
+    for index, expected in enumerate(pinned["tasks"]):
+        assert api.infer_arrays(path, images, task=index).classes.tolist() == expected["classes"]
+    if "one_shot_tasks" in pinned:
+        assert api.infer_arrays(path, images).tasks.tolist() == pinned["one_shot_tasks"]
+
+
+def test_the_frozen_archives_cover_both_codecs_and_statistics():
+    with archive.Archive(FROZEN / "v2" / "lenet-bitpacked-rice.supsup") as opened:
+        assert set(np.unique(opened.index.mask_codec).tolist()) == {maskcodec.BITPACK, maskcodec.RICE}
+        assert opened.tasks[1].data == {"dataset": "mnist", "rotate": 30.0, "resample": "nearest"}
+    with archive.Archive(FROZEN / "v2" / "resnet18-narrow-stats.supsup") as opened:
+        stats = opened.stats(0)
+        assert stats.size > 0 and not np.allclose(stats[: stats.size // 2], 0)  # running means were learned
