@@ -135,3 +135,15 @@ def test_rice_data_with_too_few_stops_is_refused_not_crashed():
     for body in (b"", b"\xff"):
         with pytest.raises(ArchiveCorrupt, match="unary"):
             maskcodec.rice_decode(maskcodec.RICE_HEADER.pack(1, 0, 1) + body, 100)
+
+
+def test_rice_refuses_non_zero_padding_after_the_remainders():
+    bits = np.zeros(1000, bool)
+    bits[[3, 50, 700]] = True
+    data = bytearray(maskcodec.rice_encode(bits))
+    assert np.array_equal(maskcodec.rice_decode(bytes(data), 1000), bits)
+    coded, k, count = maskcodec.RICE_HEADER.unpack_from(data)
+    assert (count * k) % 8  # there is padding in the last remainder byte to damage
+    data[maskcodec.RICE_HEADER.size + (count * k) // 8] |= 1
+    with pytest.raises(ArchiveCorrupt, match="padding after its remainders"):
+        maskcodec.rice_decode(bytes(data), 1000)

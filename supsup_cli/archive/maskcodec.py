@@ -106,7 +106,10 @@ def rice_decode(data: bytes, n: int) -> np.ndarray:
     remainder_bytes = packed_size(count * k)
     if body.size < remainder_bytes:
         raise ArchiveCorrupt("rice-coded mask is truncated")
-    remainder_bits = np.unpackbits(body[:remainder_bytes], count=count * k).reshape(count, k).astype(np.int64)
+    all_remainder_bits = np.unpackbits(body[:remainder_bytes])
+    if all_remainder_bits[count * k :].any():  # one encoding per mask: its digest names it
+        raise ArchiveCorrupt("rice-coded mask has non-zero padding after its remainders")
+    remainder_bits = all_remainder_bits[: count * k].reshape(count, k).astype(np.int64)
     remainders = (remainder_bits << np.arange(k - 1, -1, -1)).sum(axis=1) if k else np.zeros(count, np.int64)
     unary = np.unpackbits(body[remainder_bytes:])
     stops = np.flatnonzero(unary == 0)[:count]
