@@ -1,14 +1,16 @@
 """The written specs must be enough to read archives without supsup's code."""
 
+import json
 import re
 import subprocess
 import sys
 
 import numpy as np
 
-from supsup_cli import archive, registry
+from supsup_cli import api, archive, registry
 from supsup_cli.archive import maskcodec
 from tests.conftest import REPO, dummy_record, random_masks
+from tests.data.archives.freeze import probe_images
 
 
 def _run_spec_reader(spec_file: str, path) -> list[list[str]]:
@@ -41,3 +43,40 @@ def test_the_v1_spec_reader_reads_the_frozen_v1_archive():
 def test_the_v2_spec_reader_reads_the_frozen_v2_archive():
     lines = _run_spec_reader("supsup-v2.md", REPO / "tests" / "data" / "archives" / "v2" / "lenet-bitpacked-rice.supsup")
     assert [line[:2] for line in lines] == [["0", "threshold"], ["1", "top-k"]]
+
+
+def test_the_v2_spec_reader_predicts_as_supsup_on_every_frozen_archive(tmp_path):
+    """Section 6's `predict`, written from section 7 alone, against what each frozen archive's
+    tasks predicted when they were written (MANIFEST.json) and against supsup now."""
+    frozen = REPO / "tests" / "data" / "archives"
+    for name, pinned in json.loads((frozen / "MANIFEST.json").read_text()).items():
+        path = frozen / name
+        with archive.Archive(path) as opened:
+            images = probe_images(opened.spec)
+        predicted = _spec_predictions(path, len(pinned["tasks"]), images, tmp_path)
+        assert predicted == [t["classes"] for t in pinned["tasks"]], name
+        assert predicted == [api.infer_arrays(path, images, task=t).classes.tolist() for t in range(len(predicted))]
+
+
+def test_the_v2_spec_reader_predicts_neuron_masks_with_batch_norm_as_supsup(tmp_path):
+    spec = registry.resolve("fc2048-2048-hop")
+    path = tmp_path / "hop.supsup"
+    archive.create(path, spec, seed=5)
+    for task in range(2):
+        masks = random_masks(spec, task, 0.7)
+        archive.append_task(path, dummy_record(f"hop-{task}", spec, masks), masks)
+    images = probe_images(spec)
+    predicted = _spec_predictions(path, 2, images, tmp_path)
+    assert predicted == [api.infer_arrays(path, images, task=t).classes.tolist() for t in range(2)]
+    assert len({c for row in predicted for c in row}) > 1  # not a constant answer
+
+
+def _spec_predictions(path, tasks: int, images, tmp_path) -> list[list[int]]:
+    spec = (REPO / "formats" / "supsup-v2.md").read_text()
+    code = re.search(r"```python\n(.*?)```", spec[spec.index("## 6. Reading an archive by hand"):], re.S).group(1)
+    np.save(tmp_path / "probe.npy", images)
+    harness = code.replace('path = "model.supsup"', f"path = {str(path)!r}") + (
+        f"\nprobe = np.load({str(tmp_path / 'probe.npy')!r})\n"
+        f"for t in range({tasks}):\n    print('PREDICT', t, predict(path, t, probe).tolist())\n")
+    out = subprocess.run([sys.executable, "-c", harness], capture_output=True, text=True, check=True).stdout
+    return [json.loads(line.split(" ", 2)[2]) for line in out.splitlines() if line.startswith("PREDICT")]
