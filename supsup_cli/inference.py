@@ -239,6 +239,10 @@ def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = Fal
     """Algorithm 2: keep the half of the candidates with the largest -dObjective/dalpha, ceil(log2 k) times."""
     if same_task:
         return _binary_shared(sup, x, kind)
+    if x.shape[0] <= PACKED_DOT_MAX_INPUTS:
+        # An input alone is its own batch: each round superimposes only its remaining candidates,
+        # read from the packed bits, so the work halves every round.
+        return torch.cat([_binary_shared(sup, x[row : row + 1], kind) for row in range(x.shape[0])])
     if x.shape[0] > _binary_batch(sup):
         return torch.cat([binary(sup, part, kind) for part in x.split(_binary_batch(sup))])
     sup.hold_unpacked(range(1, len(sup.packed)))  # read every round
