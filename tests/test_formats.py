@@ -22,14 +22,14 @@ def _run_spec_reader(spec_file: str, path) -> list[list[str]]:
     return [line.split(" ", 2) for line in out.stdout.splitlines()]
 
 
-def test_the_v2_spec_reader_reads_bitpacked_and_rice_masks(lenet_archive):
+def test_the_v3_spec_reader_reads_bitpacked_and_rice_masks(lenet_archive):
     spec = registry.resolve("lenet300-100")
     dense, sparse = random_masks(spec, 1, 0.5), random_masks(spec, 2, 0.07)
     archive.append_task(lenet_archive, dummy_record("dense", spec, dense), dense)
     archive.append_task(lenet_archive, dummy_record("sparse", spec, sparse), sparse)
     with archive.Archive(lenet_archive) as opened:
         assert set(np.unique(opened.index.mask_codec).tolist()) == {maskcodec.BITPACK, maskcodec.RICE}
-    lines = _run_spec_reader("supsup-v2.md", lenet_archive)
+    lines = _run_spec_reader("supsup-v3.md", lenet_archive)
     assert [line[:2] for line in lines] == [["0", "dense"], ["1", "sparse"]]
     expected = [round(float(m.mean()), 4) for m in sparse]
     assert lines[1][2] == str(expected)
@@ -45,7 +45,7 @@ def test_the_v2_spec_reader_reads_the_frozen_v2_archive():
     assert [line[:2] for line in lines] == [["0", "threshold"], ["1", "top-k"]]
 
 
-def test_the_v2_spec_reader_predicts_as_supsup_on_every_frozen_archive(tmp_path):
+def test_the_spec_reader_predicts_as_supsup_on_every_frozen_archive(tmp_path):
     """Section 6's `predict`, written from section 7 alone, against what each frozen archive's
     tasks predicted when they were written (MANIFEST.json) and against supsup now."""
     frozen = REPO / "tests" / "data" / "archives"
@@ -58,7 +58,7 @@ def test_the_v2_spec_reader_predicts_as_supsup_on_every_frozen_archive(tmp_path)
         assert predicted == [api.infer_arrays(path, images, task=t).classes.tolist() for t in range(len(predicted))]
 
 
-def test_the_v2_spec_reader_predicts_neuron_masks_with_batch_norm_as_supsup(tmp_path):
+def test_the_spec_reader_predicts_neuron_masks_with_batch_norm_as_supsup(tmp_path):
     spec = registry.resolve("fc2048-2048-hop")
     path = tmp_path / "hop.supsup"
     archive.create(path, spec, seed=5)
@@ -72,7 +72,7 @@ def test_the_v2_spec_reader_predicts_neuron_masks_with_batch_norm_as_supsup(tmp_
 
 
 def _spec_predictions(path, tasks: int, images, tmp_path) -> list[list[int]]:
-    spec = (REPO / "formats" / "supsup-v2.md").read_text()
+    spec = (REPO / "formats" / "supsup-v3.md").read_text()
     code = re.search(r"```python\n(.*?)```", spec[spec.index("## 6. Reading an archive by hand"):], re.S).group(1)
     np.save(tmp_path / "probe.npy", images)
     harness = code.replace('path = "model.supsup"', f"path = {str(path)!r}") + (

@@ -4,6 +4,9 @@ this supsup must read each one, task by task, and predict what the version that 
 
 import hashlib
 import json
+import shutil
+
+import h5py
 
 import numpy as np
 import pytest
@@ -50,9 +53,40 @@ def test_a_frozen_archive_reads_task_by_task_as_it_was_written(name):
 
 
 def test_the_frozen_archives_cover_both_codecs_and_statistics():
-    with archive.Archive(FROZEN / "v2" / "lenet-bitpacked-rice.supsup") as opened:
-        assert set(np.unique(opened.index.mask_codec).tolist()) == {maskcodec.BITPACK, maskcodec.RICE}
-        assert opened.tasks[1].data == {"dataset": "mnist", "rotate": 30.0, "resample": "nearest"}
+    for version, data in (("v2", {"dataset": "mnist", "rotate": 30.0}),
+                          ("v3", {"dataset": "mnist", "rotate": 30.0, "resample": "nearest"})):
+        with archive.Archive(FROZEN / version / "lenet-bitpacked-rice.supsup") as opened:
+            assert set(np.unique(opened.index.mask_codec).tolist()) == {maskcodec.BITPACK, maskcodec.RICE}
+            assert opened.tasks[1].data == data
     with archive.Archive(FROZEN / "v2" / "resnet18-narrow-stats.supsup") as opened:
         stats = opened.stats(0)
         assert stats.size > 0 and not np.allclose(stats[: stats.size // 2], 0)  # running means were learned
+
+
+def _relabelled(tmp_path, name: str, version: int):
+    """A frozen archive whose file claims another format version (root attribute and header)."""
+    path = tmp_path / "relabelled.supsup"
+    shutil.copyfile(FROZEN / name, path)
+    with h5py.File(path, "r+") as f:
+        f.attrs.create("format_version", version, dtype="<u4")
+    image = bytearray(path.read_bytes())
+    image[: header.SIZE] = header.Header(version, len(image), hashlib.sha256(image[header.SIZE:]).digest()).to_bytes()
+    path.write_bytes(bytes(image))
+    return path
+
+
+@pytest.mark.parametrize("name, version, element", [
+    ("v3/lenet-bitpacked-rice.supsup", 2, "data field 'resample' exists only since format version 3"),
+    ("v2/resnet18-narrow-stats.supsup", 1, "architecture resnet18-narrow exists only since format version 2"),
+    ("v2/lenet-bitpacked-rice.supsup", 1, "mask codec 2 does not exist in format version 1"),
+])
+def test_an_element_newer_than_its_files_version_is_refused(cli, tmp_path, name, version, element):
+    path = _relabelled(tmp_path, name, version)
+    result = cli("inspect", path)
+    assert result.code == 5 and element in result.err, result.err
+
+
+def test_a_file_newer_than_this_supsup_is_refused_as_newer(cli, tmp_path):
+    path = _relabelled(tmp_path, "v3/lenet-bitpacked-rice.supsup", header.FORMAT_VERSION + 1)
+    result = cli("inspect", path)
+    assert result.code == 6 and f"version {header.FORMAT_VERSION + 1}" in result.err

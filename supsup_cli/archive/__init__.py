@@ -1,4 +1,4 @@
-"""The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v2.md)."""
+"""The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v3.md)."""
 
 from supsup_cli.archive.reader import Archive, StoredTask
 from supsup_cli.archive.writer import StoredReservoir, append_task, create, merge, rewrite

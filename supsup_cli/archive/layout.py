@@ -1,4 +1,4 @@
-"""The HDF5 layout of the archive (formats/supsup-v2.md): names, dtypes, shapes, and a reader's checks.
+"""The HDF5 layout of the archive (formats/supsup-v3.md): names, dtypes, shapes, and a reader's checks.
 
 Every variable-length thing lives in one of a few byte or float streams, addressed by extent
 tables (offset, length) that are validated against the stream sizes before anything is read.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from supsup_cli.archive import maskcodec
+from supsup_cli.archive import maskcodec, versions
 from supsup_cli.errors import ArchiveCorrupt
 from supsup_cli.archive.records import MAX_RECORD_BYTES
 from supsup_cli.registry import ArchSpec, mask_sites, stats_size
@@ -216,7 +216,6 @@ class Index:
     sha256: np.ndarray  # [k, 32]
 
 
-CODECS_SINCE = {maskcodec.NONE: 2, maskcodec.BITPACK: 1, maskcodec.RICE: 2}
 
 
 def read_index(f: h5py.File, spec: ArchSpec, version: int) -> Index:
@@ -245,7 +244,7 @@ def read_index(f: h5py.File, spec: ArchSpec, version: int) -> Index:
     for site_index, site in enumerate(sites):
         extents = index.mask_extent[:, site_index]
         for codec in np.unique(index.mask_codec[:, site_index]):
-            if CODECS_SINCE.get(int(codec), version + 1) > version:
+            if versions.CODECS.get(int(codec), version + 1) > version:
                 raise ArchiveCorrupt(f"mask codec {codec} does not exist in format version {version}")
             limit = maskcodec.max_encoded_size(int(codec), site.numel)
             chosen = index.mask_codec[:, site_index] == codec
@@ -262,7 +261,7 @@ class ReservoirInfo:
 def read_reservoir_info(f: h5py.File, spec: ArchSpec, index: "Index", version: int) -> ReservoirInfo | None:
     if HOPFIELD not in f:
         return None
-    if version < 2:
+    if version < versions.HOPFIELD_RESERVOIR:
         raise ArchiveCorrupt(f"format version {version} has no Hopfield reservoir")
     if spec.mask_on != "neurons":
         raise ArchiveCorrupt(f"{spec.name} masks weights, so it cannot have a Hopfield reservoir")

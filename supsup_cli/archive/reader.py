@@ -13,7 +13,7 @@ import numpy as np
 
 from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header as header_
-from supsup_cli.archive import layout
+from supsup_cli.archive import layout, versions
 from supsup_cli.errors import ArchiveCorrupt, NoTasks, SupsupError, UnknownTask, WeightsMismatch
 from supsup_cli.archive.records import TaskRecord
 from supsup_cli.registry import ArchSpec, MaskSite, from_json, mask_sites
@@ -104,6 +104,7 @@ class Archive:
         self.format_version = version
         self.seed = layout.read_integer_attr(f, "seed")
         self.spec: ArchSpec = from_json(layout.read_string_attr(f, "arch"))
+        versions.check_architecture(version, self.spec)
         self.weights_sha256 = layout.read_string_attr(f, "weights_sha256")
         self.writer = layout.read_string_attr(f, "writer")
         self.sites: tuple[MaskSite, ...] = mask_sites(self.spec)
@@ -133,6 +134,7 @@ class Archive:
             if record.name in names:
                 raise ArchiveCorrupt(f"{self.path}: task name {record.name!r} appears twice")
             _check_fits(record, self.spec, self.path)
+            versions.check_record(self.format_version, record)
             names.add(record.name)
             records.append(record)
         return records

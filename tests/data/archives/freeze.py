@@ -34,8 +34,8 @@ def write(version: str) -> None:
     path = folder / "lenet-bitpacked-rice.supsup"
     api.create(path, "lenet300-100", seed=11)
     api.learn_task(path, TaskData("mnist", permute=3), steps=150, name="threshold")  # about half kept: bitpack
-    api.learn_task(path, TaskData("mnist", rotate=30.0, resample="nearest"), steps=150, density=0.04,
-                   name="top-k")  # 4% kept: Rice
+    rotation = TaskData("mnist", rotate=30.0, resample="nearest") if version >= "v3" else TaskData("mnist", rotate=30.0)
+    api.learn_task(path, rotation, steps=150, density=0.04, name="top-k")  # 4% kept: Rice
     path = folder / "resnet18-narrow-stats.supsup"
     api.create(path, "resnet18-narrow", seed=12)
     rng = np.random.default_rng(2026)
