@@ -78,8 +78,10 @@ def learn_tasks(path: str | Path, datas: Sequence[TaskData], **options: Any) -> 
 
 
 def infer_arrays(path: str | Path, images: Any, method: str = "one-shot", objective: str = "entropy",
-                 task: int | str | None = None, same_task: bool = False, device: str = "auto") -> Inferred:
-    """Each image's task (by superposition, or `task` given) and class (`supsup infer`). `images`:
+                 task: int | str | None = None, same_task: bool = False, device: str = "auto",
+                 hopfield: bool = False) -> Inferred:
+    """Each image's task (by superposition, or `task` given, or with `hopfield` one mask recovered
+    for all images from the archive's Hopfield reservoir) and class (`supsup infer`). `images`:
     uint8 or float in [0, 1], N x H x W or N x C x H x W (numpy or torch)."""
     pixels = as_uint8_images(images)
     with archive.Archive(Path(path)) as opened:
@@ -90,7 +92,7 @@ def infer_arrays(path: str | Path, images: Any, method: str = "one-shot", object
         raise BadInput(f"images are {'x'.join(map(str, pixels.shape[1:]))} (channels x height x width); the "
                        f"archive's network takes {'x'.join(map(str, shape))}")
     request = InferRequest(Path(path), [], None if task is None else str(task), method, objective, same_task,
-                           device=device)
+                           device=device, hopfield=hopfield)
     return infer_pixels(request, pixels.astype(np.float32) / 255.0)
 
 

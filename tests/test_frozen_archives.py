@@ -16,21 +16,21 @@ from supsup_cli.archive import header, maskcodec
 from supsup_cli.archive.records import mask_sha256
 from supsup_cli.archive.verify import verify
 from tests.conftest import REPO
-from tests.data.archives.freeze import probe_images
+from tests.data.archives.freeze import frozen_file, probe_images
 
 FROZEN = REPO / "tests" / "data" / "archives"
 MANIFEST = json.loads((FROZEN / "MANIFEST.json").read_text())
 
 
 def test_every_frozen_archive_is_pinned_and_every_version_has_one():
-    on_disk = {f"{p.parent.name}/{p.name}" for p in FROZEN.glob("v*/*.supsup")}
+    on_disk = {f"{p.parent.name}/{p.name.removesuffix('.xz')}" for p in FROZEN.glob("v*/*.supsup*")}
     assert on_disk == set(MANIFEST)
     assert {entry["format_version"] for entry in MANIFEST.values()} == set(range(1, header.FORMAT_VERSION + 1))
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
-def test_a_frozen_archive_reads_task_by_task_as_it_was_written(name):
-    path, pinned = FROZEN / name, MANIFEST[name]
+def test_a_frozen_archive_reads_task_by_task_as_it_was_written(name, tmp_path):
+    path, pinned = frozen_file(name, tmp_path), MANIFEST[name]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == pinned["sha256"]  # the file itself is unchanged
     report = verify(path)
     assert report["ok"] and [t["name"] for t in report["tasks"]] == [t["name"] for t in pinned["tasks"]]
@@ -40,19 +40,26 @@ def test_a_frozen_archive_reads_task_by_task_as_it_was_written(name):
         for index, expected in enumerate(pinned["tasks"]):
             record = opened.tasks[index]
             assert record.name == expected["name"]
+            assert record.mask_sha256 == expected["mask_sha256"]
+            if (opened.index.mask_codec[index] == maskcodec.NONE).all():
+                continue  # kept only in the Hopfield reservoir
             packed = opened.packed_mask(index)
             if expected["mask_sha256"] is not None:
-                assert record.mask_sha256 == expected["mask_sha256"] == mask_sha256(packed)
+                assert mask_sha256(packed) == expected["mask_sha256"]
             densities = [float(maskcodec.unpack(p, site.numel).mean()) for p, site in zip(packed, opened.sites)]
             assert np.allclose(densities, record.density, atol=1e-6)
     images = probe_images(spec)
+    if "hopfield" in pinned:
+        found = api.infer_arrays(path, images, hopfield=True)
+        assert {"tasks": found.tasks.tolist(), "classes": found.classes.tolist()} == pinned["hopfield"]
+        return
     for index, expected in enumerate(pinned["tasks"]):
         assert api.infer_arrays(path, images, task=index).classes.tolist() == expected["classes"]
     if "one_shot_tasks" in pinned:
         assert api.infer_arrays(path, images).tasks.tolist() == pinned["one_shot_tasks"]
 
 
-def test_the_frozen_archives_cover_both_codecs_and_statistics():
+def test_the_frozen_archives_cover_both_codecs_statistics_and_a_reservoir(tmp_path):
     for version, data in (("v2", {"dataset": "mnist", "rotate": 30.0}),
                           ("v3", {"dataset": "mnist", "rotate": 30.0, "resample": "nearest"})):
         with archive.Archive(FROZEN / version / "lenet-bitpacked-rice.supsup") as opened:
@@ -61,6 +68,8 @@ def test_the_frozen_archives_cover_both_codecs_and_statistics():
     with archive.Archive(FROZEN / "v2" / "resnet18-narrow-stats.supsup") as opened:
         stats = opened.stats(0)
         assert stats.size > 0 and not np.allclose(stats[: stats.size // 2], 0)  # running means were learned
+    with archive.Archive(frozen_file("v3/hopfield-dropped.supsup", tmp_path)) as opened:
+        assert (opened.index.mask_codec == maskcodec.NONE).all() and opened.reservoir_info.tasks == 2
 
 
 def _relabelled(tmp_path, name: str, version: int):

@@ -7,6 +7,7 @@ that this supsup still reads what that version wrote and predicts the same.
 
 import hashlib
 import json
+import lzma
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 from supsup_cli import api, archive, registry
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
+from supsup_cli.hopfield_store import hopfield_store
 
 HERE = Path(__file__).parent
 
@@ -27,28 +29,51 @@ def probe_images(spec: registry.ArchSpec) -> np.ndarray:
 
 
 def write(version: str) -> None:
+    """Write the archives of `version` that do not exist yet (a frozen file is never rewritten)."""
     folder = HERE / version
     folder.mkdir(exist_ok=True)
-    if any(folder.iterdir()):
-        raise SystemExit(f"{folder} already holds frozen archives: they are never rewritten")
-    path = folder / "lenet-bitpacked-rice.supsup"
-    api.create(path, "lenet300-100", seed=11)
-    api.learn_task(path, TaskData("mnist", permute=3), steps=150, name="threshold")  # about half kept: bitpack
-    rotation = TaskData("mnist", rotate=30.0, resample="nearest") if version >= "v3" else TaskData("mnist", rotate=30.0)
-    api.learn_task(path, rotation, steps=150, density=0.04, name="top-k")  # 4% kept: Rice
-    path = folder / "resnet18-narrow-stats.supsup"
-    api.create(path, "resnet18-narrow", seed=12)
-    rng = np.random.default_rng(2026)
-    images, labels = rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8), np.arange(64) % 5
-    api.learn_task(path, images, labels, steps=4, batch_size=16, name="random-5-way")  # running statistics
+
+    def new(name: str) -> Path | None:
+        path = folder / name
+        return None if path.exists() or path.with_suffix(".supsup.xz").exists() else path
+
+    if path := new("lenet-bitpacked-rice.supsup"):
+        api.create(path, "lenet300-100", seed=11)
+        api.learn_task(path, TaskData("mnist", permute=3), steps=150, name="threshold")  # about half kept: bitpack
+        rotation = TaskData("mnist", rotate=30.0, resample="nearest") if version >= "v3" else \
+            TaskData("mnist", rotate=30.0)
+        api.learn_task(path, rotation, steps=150, density=0.04, name="top-k")  # 4% kept: Rice
+    if version == "v2" and (path := new("resnet18-narrow-stats.supsup")):
+        api.create(path, "resnet18-narrow", seed=12)
+        rng = np.random.default_rng(2026)
+        images, labels = rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8), np.arange(64) % 5
+        api.learn_task(path, images, labels, steps=4, batch_size=16, name="random-5-way")  # running statistics
+    if version >= "v3" and (path := new("hopfield-dropped.supsup")):
+        api.create(path, "fc2048-2048-hop", seed=13)
+        for first in (0, 2):
+            api.learn_task(path, TaskData("mnist", classes=(first, first + 1)), steps=20, name=f"split-{first}")
+        hopfield_store(path, drop_masks=True)  # the masks now live only in the reservoir (codec 0)
     for lock in folder.glob("*.lock"):
         lock.unlink()
     manifest_path = HERE / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for path in sorted(HERE.glob("v*/*.supsup")):  # entries already there are frozen too: never recomputed
         manifest.setdefault(f"{path.parent.name}/{path.name}", expected(path))
+        if path.stat().st_size > 4 * 2**20:  # a Hopfield reservoir: 32 MiB of floats that xz makes 50 KB
+            path.with_suffix(".supsup.xz").write_bytes(lzma.compress(path.read_bytes(), preset=9))
+            path.unlink()
     lines = [f" {json.dumps(key)}: {json.dumps(value, sort_keys=True)}" for key, value in sorted(manifest.items())]
     manifest_path.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+
+
+def frozen_file(name: str, scratch: Path) -> Path:
+    """The frozen archive `name` (as in MANIFEST.json), decompressed into `scratch` if stored as .xz."""
+    path = HERE / name
+    if path.exists():
+        return path
+    unpacked = scratch / path.name
+    unpacked.write_bytes(lzma.decompress((HERE / f"{name}.xz").read_bytes()))
+    return unpacked
 
 
 def expected(path: Path) -> dict:
@@ -58,12 +83,16 @@ def expected(path: Path) -> dict:
         spec, names = opened.spec, [t.name for t in opened.tasks]
         digests, version = [t.mask_sha256 for t in opened.tasks], opened.format_version
     images = probe_images(spec)
-    tasks = []
-    for index, (name, digest) in enumerate(zip(names, digests)):
-        found = api.infer_arrays(path, images, task=index)
-        tasks.append({"name": name, "mask_sha256": digest, "classes": found.classes.tolist()})
-    result = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "format_version": version, "tasks": tasks}
-    if spec.family == "mlp" and spec.mask_on == "weights":
+    result = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "format_version": version}
+    if spec.mask_on == "neurons":  # masks kept in the reservoir only: recovered from the images
+        found = api.infer_arrays(path, images, hopfield=True)
+        result["tasks"] = [{"name": name, "mask_sha256": digest, "classes": None} for name, digest in zip(names, digests)]
+        result["hopfield"] = {"tasks": found.tasks.tolist(), "classes": found.classes.tolist()}
+        return result
+    result["tasks"] = [{"name": name, "mask_sha256": digest,
+                        "classes": api.infer_arrays(path, images, task=index).classes.tolist()}
+                       for index, (name, digest) in enumerate(zip(names, digests))]
+    if spec.family == "mlp":
         result["one_shot_tasks"] = api.infer_arrays(path, images).tasks.tolist()
     return result
 
