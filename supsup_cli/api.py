@@ -36,6 +36,7 @@ def create(path: str | Path, arch: str, seed: int = 0, output_size: int | None =
 def learn_task(path: str | Path, data: TaskData | Any, labels: Any = None, *, test: tuple[Any, Any] | None = None,
                name: str | None = None, steps: int = 1000, batch_size: int = 128, lr: float | None = None,
                optimizer: str | None = None, density: float | None = None, density_budget: str = "uniform",
+               er_scale: float | None = None,
                init: str = "kaiming", seed: int = 0, device: str = "auto", data_dir: str | Path | None = None,
                progress: Progress | None = None) -> LearnedTask:
     """Train one supermask and commit it (`supsup learn-task`).
@@ -45,7 +46,7 @@ def learn_task(path: str | Path, data: TaskData | Any, labels: Any = None, *, te
     `test=(images, labels)` gives the test accuracy (without it, `test_accuracy` is None).
     """
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed, optimizer=optimizer,
-                         budget=density_budget)
+                         budget=density_budget, er_scale=er_scale)
     if isinstance(data, TaskData):
         if labels is not None or test is not None:
             raise BadInput("labels and test are for images in memory; a TaskData brings its own")
@@ -65,7 +66,7 @@ def learn_tasks(path: str | Path, datas: Sequence[TaskData], **options: Any) -> 
     learned; takes the options of learn_task (but `name`), and `tasks_per_step` (how many train
     together in one batched step, with the masks they would get one at a time)."""
     progress = options.pop("progress", None)
-    config_keys = {"steps", "batch_size", "lr", "optimizer", "density", "seed"}
+    config_keys = {"steps", "batch_size", "lr", "optimizer", "density", "seed", "er_scale"}
     config = TrainConfig(**{k: options.pop(k) for k in list(options) if k in config_keys},
                          budget=options.pop("density_budget", "uniform"))
     init, device = options.pop("init", "kaiming"), options.pop("device", "auto")

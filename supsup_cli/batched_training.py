@@ -25,8 +25,8 @@ def stacking_refusal(spec: ArchSpec, config: TrainConfig, init: str = "kaiming")
     """Why these tasks cannot be learned in one batched step, or None if they can."""
     if spec.family != "mlp" or spec.mask_on != "weights" or spec.norm == "batch":
         return f"{spec.name} is not a weight-masked MLP without batch norm"
-    if config.density is not None:
-        return "top-k masks (--density) are chosen per task"
+    if config.top_k:
+        return "top-k masks (--density, --density-budget er) are chosen per task"
     if init != "kaiming":
         return "--init mean starts each task from the masks committed before it"
     if distributed.world_size() > 1:

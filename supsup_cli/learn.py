@@ -65,6 +65,15 @@ def check_request(request: LearnRequest) -> None:
                               f"got {config.budget!r}")
     if config.density is not None and not 0 < config.density <= 1:
         raise InvalidArgument(f"--density must be in (0, 1], got {config.density}")
+    if config.budget == "er":
+        if config.er_scale is None or not config.er_scale > 0:
+            raise InvalidArgument("--density-budget er sets each layer's density from --er-scale S (the paper: "
+                                  "1, 2, 4, 8, 16 or 32): give a positive --er-scale")
+        if config.density is not None:
+            raise InvalidArgument("--density has no effect with --density-budget er: --er-scale sets each layer's "
+                                  "density")
+    elif config.er_scale is not None:
+        raise InvalidArgument("--er-scale has no effect without --density-budget er")
     if request.init not in choices.INITS:
         raise InvalidArgument(f"--init must be {choices.listed(choices.INITS)}, got {request.init!r}")
     if request.name is not None:

@@ -130,13 +130,19 @@ def packed_mean(packed: torch.Tensor, n: int) -> torch.Tensor:
     return packed_counts(packed, n) / max(1, packed.shape[0])
 
 
+def er_densities(shapes: Sequence[tuple[int, ...]], scale: float) -> list[float]:
+    """The paper's per-layer budget (its reference [35], as its code computes it): a layer of
+    c_out x c_in (x kh x kw) weights keeps min(0.5, scale * (c_out + c_in) / its weights)."""
+    return [min(0.5, scale * (shape[0] + shape[1]) / math.prod(shape)) for shape in shapes]
+
+
 def layer_densities(shapes: Sequence[tuple[int, ...]], density: float, budget: str) -> list[float]:
     """Per-site top-k densities whose weighted mean is `density`: the same everywhere ("uniform"), or
-    Erdos-Renyi-kernel ("er"): proportional to sum(shape) / prod(shape), so small layers keep more,
+    Erdos-Renyi-kernel ("erk"): proportional to sum(shape) / prod(shape), so small layers keep more,
     capped at 1 with the rest spread over the other layers."""
     if budget == "uniform":
         return [density] * len(shapes)
-    if budget != "er":
+    if budget != "erk":
         raise ValueError(f"unknown density budget {budget!r}")
     sizes = [math.prod(shape) for shape in shapes]
     raw = [sum(shape) / size for shape, size in zip(shapes, sizes)]

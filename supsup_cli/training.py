@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from supsup_cli import distributed
 from supsup_cli.augment import crop_and_flip
 from supsup_cli.data.tasks import TaskExamples
-from supsup_cli.masks import binarize, layer_densities, straight_through, threshold_masked_weight
+from supsup_cli.errors import InvalidArgument
+from supsup_cli.masks import binarize, er_densities, layer_densities, straight_through, threshold_masked_weight
 from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
 from supsup_cli.registry import ArchSpec, mask_sites, weight_layers
 
@@ -29,7 +30,9 @@ class TrainConfig:
     density: float | None = None  # None: threshold masks (score >= 0); else top-k, on average over sites
     seed: int = 0
     optimizer: str | None = None  # "rmsprop", "adam", or "sgd" with momentum 0.9 and weight decay 1e-4
-    budget: str = "uniform"  # top-k density per site: "uniform", or "er" (Erdos-Renyi-kernel)
+    budget: str = "uniform"  # top-k density per site: "uniform" or "erk" (Erdos-Renyi-kernel) of `density`,
+    # or "er": the paper's rule at `er_scale`
+    er_scale: float | None = None
     schedule: str | None = None  # "constant" or "cosine" learning rate
 
     def resolved(self, spec: ArchSpec) -> "TrainConfig":
@@ -51,8 +54,17 @@ class TrainConfig:
             return torch.optim.Adam(parameters, lr=self.lr)
         return torch.optim.RMSprop(parameters, lr=self.lr)
 
+    @property
+    def top_k(self) -> bool:
+        """Top-k masks (edge-popup) rather than threshold masks (score >= 0)."""
+        return self.density is not None or self.budget == "er"
+
     def site_densities(self, spec: ArchSpec) -> list[float | None]:
         sites = mask_sites(spec)
+        if self.budget == "er":
+            if spec.mask_on != "weights":
+                raise InvalidArgument(f"--density-budget er is a budget of weights; {spec.name} masks neurons")
+            return er_densities([site.shape for site in sites], self.er_scale)
         if self.density is None:
             return [None] * len(sites)
         return layer_densities([site.shape for site in sites], self.density, self.budget)
@@ -99,7 +111,7 @@ def initial_scores(net: MaskedNet, config: TrainConfig, previous_mean: Sequence[
             start = fresh if net.spec.mask_on == "weights" else torch.zeros(site.shape)
         else:
             mean = previous_mean[index].reshape(site.shape).float().cpu()
-            start = bound * (mean if config.density is not None else 2 * mean - 1) + 1e-3 * fresh
+            start = bound * (mean if config.top_k else 2 * mean - 1) + 1e-3 * fresh
         scores.append(start)
     return scores
 
@@ -206,7 +218,7 @@ def scores_of_mask(net: MaskedNet, masks: Sequence[torch.Tensor], config: TrainC
     scores = []
     for index, mask in enumerate(masks):
         kept = mask.float()
-        scores.append(_score_bound(net, index) * (kept if config.density is not None else 2 * kept - 1))
+        scores.append(_score_bound(net, index) * (kept if config.top_k else 2 * kept - 1))
     return scores
 
 

@@ -120,7 +120,7 @@ def test_batch_norm_statistics_survive_the_archive(conv_archive, cifar_dir):
 
 def test_erdos_renyi_budget_keeps_more_of_small_layers(cli, conv_archive, cifar_dir):
     result = cli("learn-task", conv_archive, "--data", "cifar100", "--classes", "0,1,2,3,4", "--steps", "5",
-                 "--batch-size", "16", "--density", "0.1", "--density-budget", "er", "--data-dir", cifar_dir,
+                 "--batch-size", "16", "--density", "0.1", "--density-budget", "erk", "--data-dir", cifar_dir,
                  "--json")
     assert result.code == 0, result.err
     assert abs(result.json()["density"] - 0.1) < 0.01

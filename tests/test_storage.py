@@ -147,3 +147,16 @@ def test_rice_refuses_non_zero_padding_after_the_remainders():
     data[maskcodec.RICE_HEADER.size + (count * k) // 8] |= 1
     with pytest.raises(ArchiveCorrupt, match="padding after its remainders"):
         maskcodec.rice_decode(bytes(data), 1000)
+
+
+def test_size_counts_the_papers_scheme_with_batch_norm_statistics(cli):
+    frozen = REPO / "tests" / "data" / "archives" / "v2"
+    report = cli("size", frozen / "resnet18-narrow-stats.supsup", "--json").json()
+    paper = report["paper_scheme"]
+    assert paper["batch_norm_statistics_bytes"] == 4 * registry.stats_size(registry.resolve("resnet18-narrow"))
+    assert paper["masks_csc_int16_bytes"] == report["csc_int16_bytes"] == sum(s["csc_int16_bytes"] for s in report["layers"])
+    assert paper["total_bytes"] == paper["masks_csc_int16_bytes"] + paper["batch_norm_statistics_bytes"]
+    # half-density random masks keep more than 65,535 weights in the widest layers: named, not hidden
+    assert "layer4.1.conv2" in paper["layers_past_int16_pointers"] and "conv1" not in paper["layers_past_int16_pointers"]
+    lenet = cli("size", frozen / "lenet-bitpacked-rice.supsup", "--json").json()["paper_scheme"]
+    assert lenet["batch_norm_statistics_bytes"] == 0 and lenet["layers_past_int16_pointers"] == ["fc1"]

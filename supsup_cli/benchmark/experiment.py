@@ -57,6 +57,7 @@ class BenchmarkConfig:
     hopfield_steps: int | None = None  # None: hopfield.STEPS
     density: float | None = None  # top-k masks of this density (default: threshold masks)
     budget: str = "uniform"
+    er_scale: float | None = None  # with budget "er": the paper's scale s
     protocols: tuple[str, ...] = ("per-image",)  # and/or "paper" (evaluation.paper_gnu_accuracy)
     out: Path | None = None  # keep each evaluated checkpoint here (result_store), and resume from it
     max_masks: int | None = None  # scenario NNs: the mask budget (the paper's Table 5: 2500)
@@ -86,7 +87,7 @@ class Listener:
         """`step` steps of the current unit are done."""
 
 
-def suite_tasks(suite: str, count: int) -> list[TaskData]:
+def suite_tasks(suite: str, count: int, seed: int = 0) -> list[TaskData]:
     if suite == "permuted-mnist":
         return [TaskData("mnist", permute=i) for i in range(count)]
     if suite == "rotated-mnist":
@@ -95,10 +96,10 @@ def suite_tasks(suite: str, count: int) -> list[TaskData]:
         if count > 5:
             raise InvalidArgument("split-mnist has 5 tasks")
         return [TaskData("mnist", classes=(2 * i, 2 * i + 1)) for i in range(count)]
-    if suite == "split-cifar100":  # 20 five-way tasks of randomly partitioned classes, as the paper
+    if suite == "split-cifar100":  # 20 five-way tasks of classes partitioned at random by --seed, as the paper
         if count > 20:
             raise InvalidArgument("split-cifar100 has 20 tasks")
-        order = prng.permutation(0, 100).tolist()
+        order = prng.permutation(seed, 100).tolist()
         return [TaskData("cifar100", classes=tuple(order[5 * i : 5 * i + 5])) for i in range(count)]
     raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {suite!r}")
 
@@ -153,7 +154,7 @@ def check_config(config: BenchmarkConfig) -> None:
         raise InvalidArgument(f"--tasks-per-step must be at least 1, got {config.tasks_per_step}")
     if config.tasks_per_step > 1:
         refusal = "--scenario nns decides which mask each batch trains" if config.scenario == "nns" else \
-            stacking_refusal(registry.resolve(config.arch), TrainConfig(density=config.density))
+            stacking_refusal(registry.resolve(config.arch), TrainConfig(density=config.density, budget=config.budget))
         if refusal is not None:
             raise InvalidArgument(f"--tasks-per-step: tasks cannot share a step here: {refusal}")
 
@@ -227,7 +228,7 @@ def _default_steps(config: BenchmarkConfig) -> int:
     """1000 batches (the paper's GN experiments), or one epoch of the first task for HopSupSup."""
     if registry.resolve(config.arch).mask_on != "neurons":
         return 1000
-    first = suite_tasks(config.suite, 1)[0]
+    first = suite_tasks(config.suite, 1, config.seed)[0]
     return math.ceil(len(load_task(first, "train").labels) / TrainConfig().batch_size)
 
 
@@ -299,13 +300,14 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
         records, spec = opened.tasks, opened.spec
     if config.tasks is None and records:
         return [TaskData.from_plain(r.data) for r in records], []
-    wanted = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
+    wanted = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite], config.seed)
     held = records[: len(wanted)]
     _check_resumable(path, spec, held, wanted, config)
     missing = wanted[len(held):]
     listener.plan(len(missing) * config.steps * (3 if config.baselines else 1),
                   sum(c * c for c in checkpoints(len(wanted))))
-    training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget)
+    training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget,
+                           er_scale=config.er_scale)
     requests = [LearnRequest(path, data, training, device=str(device)) for data in missing]
     seconds = [float(r.training.get("train_seconds", 0.0)) for r in held]
 
@@ -336,8 +338,9 @@ def _check_resumable(path: Path, spec: registry.ArchSpec, held: list, wanted: li
         raise InvalidArgument(f"{path} holds {spec.name} with {spec.output_size} outputs, not {expected.name} with "
                               f"{expected.output_size}: it cannot go on with this run (give another --archive)")
     for index, (record, data) in enumerate(zip(held, wanted)):
-        learned = {key: record.training.get(key) for key in ("steps", "density", "budget", "seed")}
-        asked = {"steps": config.steps, "density": config.density, "budget": config.budget, "seed": config.seed}
+        learned = {key: record.training.get(key) for key in ("steps", "density", "budget", "er_scale", "seed")}
+        asked = {"steps": config.steps, "density": config.density, "budget": config.budget,
+                 "er_scale": config.er_scale, "seed": config.seed}
         if TaskData.from_plain(record.data) != data or learned != asked:
             raise InvalidArgument(
                 f"{path}: task {index} ({record.name}) was not learned by this run "
@@ -350,7 +353,7 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
         raise InvalidArgument(f"--scenario nns learns a stream from scratch: {path} already exists")
     spec = registry.resolve(config.arch, config.output_size)
     archive.create(path, spec, seed=config.seed)
-    datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite])
+    datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite], config.seed)
     evals = EvalSets(datas, config.eval_images, config.seed, spec, device)
     real = sorted({o for d in datas
                    for o in real_outputs(spec, d.task_classes(datasets.spec_of(d.dataset).num_classes))})
@@ -361,7 +364,8 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
     mapping, trained_on, seconds = [], [], []
     for index, data in enumerate(datas):
         listener.start(f"stream {index + 1}/{len(datas)}", config.steps)
-        training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget)
+        training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget,
+                               er_scale=config.er_scale)
         result = learn_auto(LearnRequest(path, data, training, device=str(device)), max_masks=config.max_masks,
                             progress=lambda step, loss, acc: listener.advance(step))
         seconds.append(result["train_seconds"])

@@ -168,7 +168,11 @@ def size(path: ArchivePath, json_: _SizeJson = False) -> None:
         ("mask bits per weight", _fixed(report["bits_per_weight"], 4)),
         ("entropy bound of the masks", mib(report["entropy_bound_bytes"])),
         ("masks / entropy bound", _fixed(report["mask_to_entropy_bound"], 4)),
-        ("paper's CSC int16 scheme", mib(report["csc_int16_bytes"])),
+        ("paper's scheme (Table 2)", mib(report["paper_scheme"]["total_bytes"])),
+        ("  masks as CSC int16", mib(report["paper_scheme"]["masks_csc_int16_bytes"])),
+        ("  batch-norm statistics", mib(report["paper_scheme"]["batch_norm_statistics_bytes"])),
+        ("  per task", mib(report["paper_scheme"]["per_task_bytes"])),
+        ("  layers past 16-bit pointers", ", ".join(report["paper_scheme"]["layers_past_int16_pointers"]) or "none"),
         ("dense fp32 model per task", mib(report["dense_fp32_bytes_per_task"])),
         ("base network as fp32 (the seed)", mib(report["base_network_fp32_bytes"])),
     ])

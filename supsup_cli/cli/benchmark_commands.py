@@ -38,7 +38,9 @@ def benchmark(
     same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task per batch of 128 images.")] = False,
     density: Annotated[float | None, typer.Option("--density", help="Top-k masks of this density.")] = None,
     density_budget: Annotated[str, typer.Option(
-        "--density-budget", help=f"With --density: {listed(choices.DENSITY_BUDGETS)}.")] = "uniform",
+        "--density-budget", help=f"{listed(choices.DENSITY_BUDGETS)} (as for learn-task).")] = "uniform",
+    er_scale: Annotated[float | None, typer.Option(
+        "--er-scale", help="With --density-budget er: the scale S of the paper's budget (Table 2: 1-32).")] = None,
     scenario: Annotated[str, typer.Option(
         "--scenario", help=f"{listed(choices.SCENARIOS)} (gnu: task ids while learning; nns: none at all).")]
     = "gnu",
@@ -86,7 +88,7 @@ def benchmark(
     """
     from supsup_cli.benchmark import experiment as engine
 
-    _refuse_idle_flags(ctx, suite, arch, density, hopfield, quick)
+    _refuse_idle_flags(ctx, suite, arch, density, density_budget, hopfield)
     listener = _BarListener()
     with listener:
         if suite == "speed":
@@ -101,7 +103,7 @@ def benchmark(
                 methods=tuple(method or ("one-shot", "binary")), objectives=tuple(objective or ("entropy", "g")),
                 same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
-                hopfield_steps=hopfield_steps, density=density, budget=density_budget,
+                hopfield_steps=hopfield_steps, density=density, budget=density_budget, er_scale=er_scale,
                 protocols=engine.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks,
                 tasks_per_step=tasks_per_step)
             results = engine.run_benchmark(config, listener)
@@ -118,14 +120,14 @@ def benchmark(
             raise QualityGateFailed(f"{gated} accuracy {achieved:.4f} is below --fail-under {fail_under}")
 
 
-def _refuse_idle_flags(ctx: typer.Context, suite: str, arch: str, density: float | None, hopfield: bool,
-                       quick: bool) -> None:
+def _refuse_idle_flags(ctx: typer.Context, suite: str, arch: str, density: float | None, density_budget: str,
+                       hopfield: bool) -> None:
     if suite == "speed":
         refuse_given(ctx, ("method", "objective", "same_task", "density", "density_budget", "scenario", "hopfield",
                            "hopfield_steps", "protocol", "max_masks", "archive", "out", "baselines", "fail_under",
-                           "quick", "steps", "output_size", "tasks_per_step"),
+                           "quick", "steps", "output_size", "tasks_per_step", "er_scale"),
                      "with --suite speed (it measures inference on random masks)")
-    if density is None:
+    if density is None and density_budget != "er":
         refuse_given(ctx, ("density_budget",), "without --density")
     if not hopfield:
         refuse_given(ctx, ("hopfield_steps",), "without --hopfield")

@@ -46,9 +46,13 @@ def learn(
     density: Annotated[float | None, typer.Option(
         "--density", help="Keep this fraction of each layer's weights (top-k); default: scores >= 0.")] = None,
     density_budget: Annotated[str, typer.Option(
-        "--density-budget", help=f"With --density: {listed(choices.DENSITY_BUDGETS)} (er: Erdos-Renyi-kernel, "
-                                 "smaller layers keep more).")]
+        "--density-budget", help=f"{listed(choices.DENSITY_BUDGETS)}: with --density, the same in every layer or "
+                                 "Erdos-Renyi-kernel (smaller layers keep more); er: the paper's top-k budget, "
+                                 "min(0.5, S * (c_out + c_in) / weights) per layer, with --er-scale S.")]
     = "uniform",
+    er_scale: Annotated[float | None, typer.Option(
+        "--er-scale", help="With --density-budget er: the scale S (the paper's Table 2: 1, 2, 4, 8, 16, 32).")]
+    = None,
     init: Annotated[str, typer.Option(
         "--init", help=f"{listed(choices.INITS)} (mean: start from the running mean of the archive's masks).")]
     = "kaiming",
@@ -92,13 +96,13 @@ def learn(
         refuse_given(ctx, ("decide_every", "epsilon", "max_masks"), "without --auto")
     else:
         refuse_given(ctx, ("tasks_per_step",), "with --auto")
-    if density is None:
+    if density is None and density_budget != "er":
         refuse_given(ctx, ("density_budget",), "without --density")
     datas = task_datas(data, permute, rotate, classes, resample)
     if name is not None and len(datas) > 1:
         raise InvalidArgument(f"--name names one task; --permute/--rotate name {len(datas)}")
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed, optimizer=optimizer,
-                         budget=density_budget)
+                         budget=density_budget, er_scale=er_scale)
     requests = [LearnRequest(path=path, data=d, name=name, init=init, device=device, data_dir=data_dir, config=config)
                 for d in datas]
     notes: list[str] = []
