@@ -54,6 +54,8 @@ def check_request(request: LearnRequest) -> None:
     config = request.config
     if config.steps < 1:
         raise InvalidArgument(f"--steps must be at least 1, got {config.steps}")
+    if config.epochs is not None and config.epochs < 1:
+        raise InvalidArgument(f"--epochs must be at least 1, got {config.epochs}")
     if config.batch_size < 1:
         raise InvalidArgument(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.lr is not None and not config.lr > 0:
@@ -157,7 +159,8 @@ def _prepare(request: LearnRequest, device: torch.device, nets: dict[str, Masked
         seed = prng.task_seed(current.seed, len(current.tasks) + len(before), name, request.config.seed)
         previous_mean = running_mean(current, device) if request.init == "mean" else None
     train, test = load_examples(request, spec)
-    return _Prepared(request, spec, weights_digest, name, replace(request.config, seed=seed), previous_mean, train, test)
+    config = replace(request.config, seed=seed).for_examples(len(train.labels))
+    return _Prepared(request, spec, weights_digest, name, config, previous_mean, train, test)
 
 
 def _train_together(prepared: Sequence[_Prepared], nets: dict[str, MaskedNet], device: torch.device,
@@ -181,12 +184,13 @@ def _commit_learned(task: _Prepared, trained: TrainedMask, net: MaskedNet, devic
     record = TaskRecord(
         name=task.name, data=request.data.to_plain(), classes=task.train.classes, mean=task.train.mean,
         std=task.train.std, density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(masks),
-        training={**asdict(request.config.resolved(spec)), "task_seed": task.config.seed, "init": request.init,
+        training={**asdict(replace(task.config, seed=request.config.seed).resolved(spec)), "task_seed": task.config.seed,
+                  "init": request.init,
                   "device": str(device), "ranks": distributed.world_size(), "train_seconds": round(trained.seconds, 3),
                   "final_loss": round(trained.final_loss, 6)},
     )
     index = _commit(request.path, record, masks, trained.stats, task.weights_digest)
-    return LearnedTask(index, task.name, test_accuracy, trained.seconds, request.config.steps,
+    return LearnedTask(index, task.name, test_accuracy, trained.seconds, task.config.steps,
                        record.overall_density([m.numel() for m in trained.masks]), request.data.to_plain(),
                        str(device), distributed.world_size())
 

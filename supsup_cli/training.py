@@ -25,6 +25,7 @@ Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accur
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 1000
+    epochs: int | None = None  # given: steps = ceil(epochs * examples / batch size), set when the data is known
     batch_size: int = 128
     lr: float | None = None  # None: the architecture's default (see `resolved`)
     density: float | None = None  # None: threshold masks (score >= 0); else top-k, on average over sites
@@ -50,14 +51,20 @@ class TrainConfig:
     def make_optimizer(self, parameters: Sequence[torch.Tensor]) -> torch.optim.Optimizer:
         if self.optimizer == "sgd":
             return torch.optim.SGD(parameters, lr=self.lr, momentum=0.9, weight_decay=1e-4)
-        if self.optimizer == "adam":
-            return torch.optim.Adam(parameters, lr=self.lr)
+        if self.optimizer == "adam":  # with the weight decay of the paper's code (SplitCIFAR-100)
+            return torch.optim.Adam(parameters, lr=self.lr, weight_decay=1e-4)
         return torch.optim.RMSprop(parameters, lr=self.lr)
 
     @property
     def top_k(self) -> bool:
         """Top-k masks (edge-popup) rather than threshold masks (score >= 0)."""
         return self.density is not None or self.budget == "er"
+
+    def for_examples(self, count: int) -> "TrainConfig":
+        """With `epochs`: the steps that make that many passes over `count` examples."""
+        if self.epochs is None:
+            return self
+        return replace(self, steps=max(1, math.ceil(self.epochs * count / min(self.batch_size, count))))
 
     def site_densities(self, spec: ArchSpec) -> list[float | None]:
         sites = mask_sites(spec)

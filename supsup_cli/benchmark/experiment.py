@@ -3,7 +3,6 @@ checkpoint under each protocol, train the baselines, and report with the paper's
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +31,10 @@ from supsup_cli.weights import base_weights
 SUITES = choices.SUITES
 DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
 DEFAULT_OUTPUT_SIZES = {"rotated-mnist": 200}  # the paper's code for Table 6; elsewhere the architecture's
+# Table 2 as the paper's code runs it (appendix D.1): 250 epochs, and top-k masks with the ER budget at
+# a scale s of 1-32 (here 8 unless --er-scale says otherwise); Adam, cosine decay, crops and flips
+# are the residual networks' own defaults (training.TrainConfig.resolved).
+SPLIT_CIFAR100_RECIPE = {"epochs": 250, "budget": "er", "er_scale": 8.0}
 SPEED_KS = (10, 100, 1000, 2500)
 PROTOCOLS = choices.PROTOCOLS
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
@@ -56,8 +59,9 @@ class BenchmarkConfig:
     hopfield: bool = False  # also store the masks in a Hopfield reservoir and evaluate recovered masks
     hopfield_steps: int | None = None  # None: hopfield.STEPS
     density: float | None = None  # top-k masks of this density (default: threshold masks)
-    budget: str = "uniform"
+    budget: str | None = None  # None: the suite's (SPLIT_CIFAR100_RECIPE), else "uniform"
     er_scale: float | None = None  # with budget "er": the paper's scale s
+    epochs: int | None = None  # instead of steps: passes over the first task's training examples
     protocols: tuple[str, ...] = ("per-image",)  # and/or "paper" (evaluation.paper_gnu_accuracy)
     out: Path | None = None  # keep each evaluated checkpoint here (result_store), and resume from it
     max_masks: int | None = None  # scenario NNs: the mask budget (the paper's Table 5: 2500)
@@ -154,7 +158,8 @@ def check_config(config: BenchmarkConfig) -> None:
         raise InvalidArgument(f"--tasks-per-step must be at least 1, got {config.tasks_per_step}")
     if config.tasks_per_step > 1:
         refusal = "--scenario nns decides which mask each batch trains" if config.scenario == "nns" else \
-            stacking_refusal(registry.resolve(config.arch), TrainConfig(density=config.density, budget=config.budget))
+            stacking_refusal(registry.resolve(config.arch), TrainConfig(density=config.density,
+                                                                         budget=config.budget or "uniform"))
         if refusal is not None:
             raise InvalidArgument(f"--tasks-per-step: tasks cannot share a step here: {refusal}")
 
@@ -176,6 +181,7 @@ class _Run:
 
 def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> dict[str, Any]:
     check_config(config)
+    config = _with_suite_recipe(config)
     config = replace(config, steps=config.steps or _default_steps(config),
                      output_size=config.output_size or DEFAULT_OUTPUT_SIZES.get(config.suite))
     listener = listener or Listener()
@@ -195,6 +201,7 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
     return {
         "suite": config.suite,
         "scenario": config.scenario,
+        "recipe": _recipe(config, run.spec, run.steps),
         "arch": run.spec.name,
         "output_size": run.spec.output_size,
         "tasks": len(run.datas),
@@ -224,12 +231,39 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
     }
 
 
+def _recipe(config: BenchmarkConfig, spec: registry.ArchSpec, steps: int) -> dict[str, Any]:
+    """What the supermasks were trained with, resolved: the run's header shows it."""
+    training = TrainConfig(steps=steps, density=config.density, budget=config.budget, er_scale=config.er_scale)
+    resolved = training.resolved(spec)
+    masks = "threshold (score >= 0)" if not training.top_k else (
+        f"top-k, paper's ER budget at s = {config.er_scale:g}" if config.budget == "er" else
+        f"top-k, density {config.density:g} ({config.budget})")
+    return {"steps": steps, "epochs": config.epochs, "batch_size": resolved.batch_size,
+            "optimizer": resolved.optimizer, "lr": resolved.lr,
+            "weight_decay": 1e-4 if resolved.optimizer in ("adam", "sgd") else 0.0, "schedule": resolved.schedule,
+            "masks": masks, "augmentation": "crops and flips" if config.suite == "split-cifar100" else "none",
+            "split_seed": config.seed if config.suite == "split-cifar100" else None}
+
+
+def _with_suite_recipe(config: BenchmarkConfig) -> BenchmarkConfig:
+    """The suite's own recipe wherever the run asked for nothing else."""
+    if config.suite != "split-cifar100":
+        return replace(config, budget=config.budget or "uniform")
+    recipe = SPLIT_CIFAR100_RECIPE
+    topk_by_scale = config.density is None and config.budget in (None, "er")
+    return replace(config, epochs=config.epochs if config.steps or config.epochs else recipe["epochs"],
+                   budget=config.budget or (recipe["budget"] if config.density is None else "uniform"),
+                   er_scale=config.er_scale or (recipe["er_scale"] if topk_by_scale else None))
+
+
 def _default_steps(config: BenchmarkConfig) -> int:
-    """1000 batches (the paper's GN experiments), or one epoch of the first task for HopSupSup."""
-    if registry.resolve(config.arch).mask_on != "neurons":
+    """1000 batches (the paper's GN experiments), one epoch of the first task for HopSupSup, or
+    --epochs passes over it."""
+    if registry.resolve(config.arch).mask_on != "neurons" and config.epochs is None:
         return 1000
     first = suite_tasks(config.suite, 1, config.seed)[0]
-    return math.ceil(len(load_task(first, "train").labels) / TrainConfig().batch_size)
+    examples = len(load_task(first, "train").labels)
+    return TrainConfig(epochs=config.epochs or 1).for_examples(examples).steps
 
 
 def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.device, listener: Listener) -> _Run:
@@ -464,7 +498,10 @@ def _dense_accuracy(net, e: EvalSet) -> float:
 
 def _speed(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: torch.device,
            train_seconds: list[float], tasks: int, steps: int, timers: dict[str, Timed]) -> dict[str, Any]:
-    times = speed.training_step_times(net, _train_tensors(first, net.spec, device), TrainConfig(seed=config.seed))
+    # A residual network's step costs about a hundred of an MLP's: fewer of them make the same estimate.
+    steps_per_block, blocks = (60, 5) if net.spec.family == "mlp" else (5, 3)
+    times = speed.training_step_times(net, _train_tensors(first, net.spec, device), TrainConfig(seed=config.seed),
+                                      steps_per_block, blocks)
     trained_images = len(train_seconds) * steps * TrainConfig().batch_size
     return {
         "train_images_per_second": trained_images / sum(train_seconds) if train_seconds else None,

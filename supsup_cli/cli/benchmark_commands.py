@@ -26,7 +26,10 @@ def benchmark(
     arch: Annotated[str, typer.Option("--arch", help=f"{listed(tuple(registry.REGISTRY))}.")] = "lenet300-100",
     tasks: Annotated[int | None, typer.Option("--tasks", help="Tasks to learn (default: the suite's).")] = None,
     steps: Annotated[int | None, typer.Option(
-        "--steps", help="Batches per task (default 1000; one epoch for fc2048-2048-hop).")] = None,
+        "--steps", help="Batches per task (default 1000; one epoch for fc2048-2048-hop; 250 epochs for "
+                        "split-cifar100).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", min=1, help="Passes over each task's training examples instead of --steps.")] = None,
     eval_images: Annotated[int | None, typer.Option(
         "--eval-images", help="Test images per task, spread over the test split (default: all).")] = None,
     method: Annotated[list[str] | None, typer.Option(
@@ -37,8 +40,9 @@ def benchmark(
     = None,
     same_task: Annotated[bool, typer.Option("--same-task", help="Infer one task per batch of 128 images.")] = False,
     density: Annotated[float | None, typer.Option("--density", help="Top-k masks of this density.")] = None,
-    density_budget: Annotated[str, typer.Option(
-        "--density-budget", help=f"{listed(choices.DENSITY_BUDGETS)} (as for learn-task).")] = "uniform",
+    density_budget: Annotated[str | None, typer.Option(
+        "--density-budget", help=f"{listed(choices.DENSITY_BUDGETS)} (as for learn-task; default: the suite's, "
+                                 "er for split-cifar100, else uniform).")] = None,
     er_scale: Annotated[float | None, typer.Option(
         "--er-scale", help="With --density-budget er: the scale S of the paper's budget (Table 2: 1-32).")] = None,
     scenario: Annotated[str, typer.Option(
@@ -103,7 +107,7 @@ def benchmark(
                 methods=tuple(method or ("one-shot", "binary")), objectives=tuple(objective or ("entropy", "g")),
                 same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
-                hopfield_steps=hopfield_steps, density=density, budget=density_budget, er_scale=er_scale,
+                hopfield_steps=hopfield_steps, density=density, budget=density_budget, er_scale=er_scale, epochs=epochs,
                 protocols=engine.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks,
                 tasks_per_step=tasks_per_step)
             results = engine.run_benchmark(config, listener)
@@ -120,15 +124,17 @@ def benchmark(
             raise QualityGateFailed(f"{gated} accuracy {achieved:.4f} is below --fail-under {fail_under}")
 
 
-def _refuse_idle_flags(ctx: typer.Context, suite: str, arch: str, density: float | None, density_budget: str,
+def _refuse_idle_flags(ctx: typer.Context, suite: str, arch: str, density: float | None, density_budget: str | None,
                        hopfield: bool) -> None:
     if suite == "speed":
         refuse_given(ctx, ("method", "objective", "same_task", "density", "density_budget", "scenario", "hopfield",
                            "hopfield_steps", "protocol", "max_masks", "archive", "out", "baselines", "fail_under",
-                           "quick", "steps", "output_size", "tasks_per_step", "er_scale"),
+                           "quick", "steps", "output_size", "tasks_per_step", "er_scale", "epochs"),
                      "with --suite speed (it measures inference on random masks)")
     if density is None and density_budget != "er":
         refuse_given(ctx, ("density_budget",), "without --density")
+    if ctx.get_parameter_source("epochs").name == "COMMANDLINE":
+        refuse_given(ctx, ("steps",), "with --epochs (it sets the steps from the number of examples)")
     if not hopfield:
         refuse_given(ctx, ("hopfield_steps",), "without --hopfield")
     spec = registry.REGISTRY.get(arch)

@@ -37,11 +37,15 @@ def learn(
     classes: Classes = None,
     name: Annotated[str | None, typer.Option("--name", help="Task name (default: from the data spec).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Training batches.")] = 1000,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", help="Passes over the task's training examples instead of --steps (the paper: 250 for "
+                         "SplitCIFAR-100).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training images per batch.")] = 128,
     lr: Annotated[float | None, typer.Option(
         "--lr", help="Learning rate of the scores (default: 1e-4 for rmsprop, 0.1 for the Hopfield arch).")] = None,
     optimizer: Annotated[str | None, typer.Option(
-        "--optimizer", help=f"{listed(choices.OPTIMIZERS)} (sgd: momentum 0.9, weight decay 1e-4); default: "
+        "--optimizer", help=f"{listed(choices.OPTIMIZERS)} (sgd: momentum 0.9, weight decay 1e-4; adam: weight "
+                            "decay 1e-4); default: "
                             "the paper's for the architecture.")] = None,
     density: Annotated[float | None, typer.Option(
         "--density", help="Keep this fraction of each layer's weights (top-k); default: scores >= 0.")] = None,
@@ -95,14 +99,16 @@ def learn(
     if not auto:
         refuse_given(ctx, ("decide_every", "epsilon", "max_masks"), "without --auto")
     else:
-        refuse_given(ctx, ("tasks_per_step",), "with --auto")
+        refuse_given(ctx, ("tasks_per_step", "epochs"), "with --auto")
+    if epochs is not None:
+        refuse_given(ctx, ("steps",), "with --epochs (it sets the steps from the number of examples)")
     if density is None and density_budget != "er":
         refuse_given(ctx, ("density_budget",), "without --density")
     datas = task_datas(data, permute, rotate, classes, resample)
     if name is not None and len(datas) > 1:
         raise InvalidArgument(f"--name names one task; --permute/--rotate name {len(datas)}")
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, density=density, seed=seed, optimizer=optimizer,
-                         budget=density_budget, er_scale=er_scale)
+    config = TrainConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, density=density, seed=seed,
+                         optimizer=optimizer, budget=density_budget, er_scale=er_scale)
     requests = [LearnRequest(path=path, data=d, name=name, init=init, device=device, data_dir=data_dir, config=config)
                 for d in datas]
     notes: list[str] = []

@@ -17,6 +17,13 @@ def show(results: dict[str, Any]) -> None:
     if results.get("suite") == "speed":
         _show_speed_suite(results)
         return
+    recipe = results.get("recipe")
+    if recipe:
+        length = f"{recipe['epochs']} epochs ({recipe['steps']} steps)" if recipe["epochs"] else f"{recipe['steps']} steps"
+        split = f"; classes split by seed {recipe['split_seed']}" if recipe["split_seed"] is not None else ""
+        output.emit_line(f"recipe: {length} of {recipe['batch_size']}, {recipe['optimizer']} at {recipe['lr']:g} "
+                         f"(weight decay {recipe['weight_decay']:g}, {recipe['schedule']} schedule), masks "
+                         f"{recipe['masks']}, augmentation {recipe['augmentation']}{split}")
     rows = results["checkpoints"][-SHOWN_CHECKPOINTS:]
     positions = [results["checkpoints"].index(c) for c in rows]
     summary = results["summary"]

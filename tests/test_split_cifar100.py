@@ -1,10 +1,15 @@
-"""The paper's layer-wise sparsity budget for SplitCIFAR-100 (issue 19): min(0.5, s * (c_out + c_in) / n)."""
+"""SplitCIFAR-100 as the paper runs it (issue 19): the layer-wise ER budget min(0.5, s * (c_out + c_in) / n),
+the seeded class split, the recipe (250 epochs, top-k masks by scale s), on tiny synthetic CIFAR files."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
 from supsup_cli import archive, registry
-from supsup_cli.benchmark.experiment import suite_tasks
+from supsup_cli.benchmark.experiment import BenchmarkConfig, _with_suite_recipe, suite_tasks
+from supsup_cli.data import datasets
 from supsup_cli.masks import er_densities, layer_densities
 from supsup_cli.training import TrainConfig
 
@@ -71,3 +76,55 @@ def test_the_split_cifar100_partition_is_drawn_by_the_seed():
     for split in (first, other):
         classes = [c for task in split for c in task.classes]
         assert sorted(classes) == list(range(100)) and all(len(task.classes) == 5 for task in split)
+
+
+def test_the_suite_recipe_is_the_papers_unless_the_run_asks_otherwise():
+    paper = _with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow"))
+    assert (paper.epochs, paper.budget, paper.er_scale, paper.density) == (250, "er", 8.0, None)
+    mine = _with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow", steps=50, er_scale=2))
+    assert (mine.epochs, mine.budget, mine.er_scale) == (None, "er", 2)
+    dense = _with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow", density=0.1))
+    assert (dense.budget, dense.er_scale) == ("uniform", None)
+    assert _with_suite_recipe(BenchmarkConfig()).budget == "uniform"
+
+
+@pytest.fixture
+def all_classes_cifar(tmp_path, monkeypatch):
+    """Tiny CIFAR-100 binary files with every one of the 100 classes (6 training, 2 test images each)."""
+    folder = tmp_path / "cifar100" / "cifar-100-binary"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, per_class in (("train.bin", 6), ("test.bin", 2)):
+        labels = np.repeat(np.arange(100), per_class)
+        images = rng.integers(0, 256, (len(labels), 3 * 32 * 32), dtype=np.uint8)
+        rows = np.concatenate([np.zeros((len(labels), 1), np.uint8), labels[:, None].astype(np.uint8), images], 1)
+        (folder / name).write_bytes(rows.tobytes())
+    monkeypatch.setenv("SUPSUP_DATA", str(tmp_path))
+    datasets._load.cache_clear()
+    yield tmp_path
+    datasets._load.cache_clear()
+
+
+def test_the_split_cifar100_preset_runs_and_says_what_ran(cli, all_classes_cifar, tmp_path):
+    shown = cli("benchmark", "--suite", "split-cifar100", "--arch", "resnet18-narrow", "--tasks", "2", "--epochs", "1",
+                "--no-baselines", "--seed", "3", "--out", tmp_path / "out")
+    assert shown.code == 0, shown.err
+    recipe = json.loads((tmp_path / "out" / "results.json").read_text())["recipe"]
+    assert recipe["epochs"] == 1 and recipe["steps"] == 1  # 30 images a task, one batch
+    assert recipe["masks"] == "top-k, paper's ER budget at s = 8" and recipe["optimizer"] == "adam"
+    assert recipe["weight_decay"] == 1e-4 and recipe["schedule"] == "cosine" and recipe["split_seed"] == 3
+    assert "recipe: 1 epochs (1 steps)" in shown.out and "ER budget at s = 8" in shown.out
+    assert "classes split by seed 3" in shown.out
+
+
+def test_learn_task_epochs_set_the_steps_from_the_number_of_examples(cli, tmp_path):
+    path = tmp_path / "e.supsup"
+    assert cli("init", path, "--arch", "lenet300-100").code == 0
+    result = cli("learn-task", path, "--classes", "0,1", "--epochs", "1", "--json")
+    assert result.code == 0, result.err
+    examples = 5923 + 6742  # MNIST training images of classes 0 and 1
+    assert result.json_lines()[0]["steps"] == -(-examples // 128)
+    with archive.Archive(path) as opened:
+        assert opened.tasks[0].training["epochs"] == 1 and opened.tasks[0].training["steps"] == -(-examples // 128)
+    both = cli("learn-task", path, "--classes", "2,3", "--epochs", "1", "--steps", "10")
+    assert both.code == 2 and "--steps has no effect with --epochs" in both.err
