@@ -29,13 +29,23 @@ def test_every_weight_masked_mlp_can_be_stacked_and_the_others_are_refused():
     assert stacking_refusal(registry.REGISTRY["lenet300-100"], TrainConfig(), init="mean") is not None
 
 
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("arch", STACKABLE)
-def test_batched_masks_equal_one_at_a_time_bit_for_bit(arch):
+def test_batched_masks_equal_one_at_a_time_bit_for_bit(arch, threads):
+    """At the default batch of 128. (With batches of 32 and two threads this CPU's BLAS splits a
+    single product differently from a batched one, and the masks then differ.)"""
     spec = registry.resolve(arch, None)
     net = build(spec, base_weights(spec, 3))
     tasks = [task_tensors(_some_examples(data), spec, torch.device("cpu"))
              for data in (TaskData("mnist", permute=1), TaskData("mnist", permute=2), TaskData("mnist", rotate=30.0))]
-    configs = [TrainConfig(steps=40, batch_size=32, seed=seed) for seed in (11, 12, 13)]
+    configs = [TrainConfig(steps=30, seed=seed) for seed in (11, 12, 13)]
 
     together = train_masks_together(net, tasks, configs)
     alone = [train_masks(net, task, config) for task, config in zip(tasks, configs)]
