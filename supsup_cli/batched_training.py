@@ -4,9 +4,9 @@ On a GPU a LeNet step is launch-bound, so T masks cost about what one does. Each
 seed, initial scores, batch order and data, and its gradient is its own loss's alone (the step
 minimizes the sum of the tasks' losses), so the masks are the ones `train_masks` gives each task
 alone, as far as the BLAS computes a batched product slice by slice as it computes a single one:
-bit for bit on this project's CPUs at the default batch of 128, with one thread or two
-(tests/test_batched_training.py); with batches of 32 and two threads it does not, and the last
-bits of the scores, then a few mask bits, differ.
+bit for bit on the CPU with one thread (tests/test_batched_training.py). With two threads it may
+not (seen at batch 32, and on FC 1024-1024 at batch 128): the last bits of some scores, then a few
+mask bits, differ.
 """
 
 from __future__ import annotations
