@@ -48,11 +48,16 @@ class TrainConfig:
         return replace(self, optimizer=self.optimizer or optimizer, lr=self.lr if self.lr is not None else lr,
                        schedule=self.schedule or schedule)
 
+    @property
+    def weight_decay(self) -> float:
+        """SGD's and Adam's, as in the paper's code (HopSupSup, SplitCIFAR-100); RMSprop has none."""
+        return 1e-4 if self.optimizer in ("sgd", "adam") else 0.0
+
     def make_optimizer(self, parameters: Sequence[torch.Tensor]) -> torch.optim.Optimizer:
         if self.optimizer == "sgd":
-            return torch.optim.SGD(parameters, lr=self.lr, momentum=0.9, weight_decay=1e-4)
-        if self.optimizer == "adam":  # with the weight decay of the paper's code (SplitCIFAR-100)
-            return torch.optim.Adam(parameters, lr=self.lr, weight_decay=1e-4)
+            return torch.optim.SGD(parameters, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.RMSprop(parameters, lr=self.lr)
 
     @property

@@ -13,6 +13,8 @@ import torch
 from supsup_cli import archive, choices, device as device_, hopfield, inference, prng, registry
 from supsup_cli.autolearn import learn_auto
 from supsup_cli.benchmark import baselines, paper, result_store, speed
+from supsup_cli.benchmark.listener import Listener
+from supsup_cli.benchmark.suites import DEFAULT_OUTPUT_SIZES, DEFAULT_TASKS, SPLIT_CIFAR100_RECIPE, SUITES, suite_tasks
 from supsup_cli.benchmark.evaluation import (EvalSet, EvalSets, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy,
                                              paper_gg_accuracy, paper_gnu_accuracy)
 from supsup_cli.benchmark.matrices import Rows, pad
@@ -26,16 +28,7 @@ from supsup_cli.learn import LearnRequest, learn_tasks
 from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.size import storage_report
 from supsup_cli.training import TrainConfig, task_tensors
-from supsup_cli.weights import base_weights
 
-SUITES = choices.SUITES
-DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}
-DEFAULT_OUTPUT_SIZES = {"rotated-mnist": 200}  # the paper's code for Table 6; elsewhere the architecture's
-# Table 2 as the paper's code runs it (appendix D.1): 250 epochs, and top-k masks with the ER budget at
-# a scale s of 1-32 (here 8 unless --er-scale says otherwise); Adam, cosine decay, crops and flips
-# are the residual networks' own defaults (training.TrainConfig.resolved).
-SPLIT_CIFAR100_RECIPE = {"epochs": 250, "budget": "er", "er_scale": 8.0}
-SPEED_KS = (10, 100, 1000, 2500)
 PROTOCOLS = choices.PROTOCOLS
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
 
@@ -77,50 +70,10 @@ class BenchmarkConfig:
         return [f"{method}/{objective}" for method in self.methods for objective in self.objectives]
 
 
-class Listener:
-    """Progress of a run; the CLI draws it, tests ignore it."""
-
-    def plan(self, total_steps: int, total_work: float = 0.0) -> None:
-        """The training steps of the whole run and its evaluation work (checkpoint c weighs c * c:
-        about c tasks' images, each against c masks), for an estimate of the time left."""
-
-    def start(self, label: str, steps: int, work: float = 0.0) -> None:
-        """A unit of work begins: training `steps` steps, or (steps 0) an evaluation weighing `work`."""
-
-    def advance(self, step: int) -> None:
-        """`step` steps of the current unit are done."""
-
-
-def suite_tasks(suite: str, count: int, seed: int = 0) -> list[TaskData]:
-    if suite == "permuted-mnist":
-        return [TaskData("mnist", permute=i) for i in range(count)]
-    if suite == "rotated-mnist":
-        return [TaskData("mnist", rotate=10.0 * i, resample="nearest") for i in range(count)]  # as the paper's code
-    if suite == "split-mnist":
-        if count > 5:
-            raise InvalidArgument("split-mnist has 5 tasks")
-        return [TaskData("mnist", classes=(2 * i, 2 * i + 1)) for i in range(count)]
-    if suite == "split-cifar100":  # 20 five-way tasks of classes partitioned at random by --seed, as the paper
-        if count > 20:
-            raise InvalidArgument("split-cifar100 has 20 tasks")
-        order = prng.permutation(seed, 100).tolist()
-        return [TaskData("cifar100", classes=tuple(order[5 * i : 5 * i + 5])) for i in range(count)]
-    raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {suite!r}")
-
-
 def checkpoints(count: int) -> list[int]:
     """After every task up to 10, then at 25, 50, 100, 150, 200, 250, 500, ... and at the end."""
     rows = list(range(1, min(count, 10) + 1)) + [c for c in LATER_CHECKPOINTS if c < count]
     return sorted(set(rows) | {count})
-
-
-def speed_ks(tasks: int | None) -> tuple[int, ...]:
-    """The k of --suite speed: 10, 100, 1000, 2500, or those below --tasks and --tasks itself."""
-    if tasks is None:
-        return SPEED_KS
-    if tasks < 1:
-        raise InvalidArgument("--tasks must be at least 1")
-    return tuple(sorted({k for k in SPEED_KS if k < tasks} | {tasks}))
 
 
 def gated_accuracy(results: dict[str, Any]) -> tuple[str, float]:
@@ -240,7 +193,7 @@ def _recipe(config: BenchmarkConfig, spec: registry.ArchSpec, steps: int) -> dic
         f"top-k, density {config.density:g} ({config.budget})")
     return {"steps": steps, "epochs": config.epochs, "batch_size": resolved.batch_size,
             "optimizer": resolved.optimizer, "lr": resolved.lr,
-            "weight_decay": 1e-4 if resolved.optimizer in ("adam", "sgd") else 0.0, "schedule": resolved.schedule,
+            "weight_decay": resolved.weight_decay, "schedule": resolved.schedule,
             "masks": masks, "augmentation": "crops and flips" if config.suite == "split-cifar100" else "none",
             "split_seed": config.seed if config.suite == "split-cifar100" else None}
 
@@ -513,26 +466,3 @@ def _speed(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: tor
         "inference_images_per_second": {name: timer.per_second for name, timer in timers.items()},
         "peak_memory_mib": speed.peak_memory_mib(device),
     }
-
-
-def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = SPEED_KS, images: int = 256,
-                seed: int = 0, listener: Listener | None = None) -> dict[str, Any]:
-    """Inference images/s and memory as k grows, with random half-density masks."""
-    listener = listener or Listener()
-    device = device_.resolve(device_name)
-    spec = registry.resolve(arch)
-    net = build(spec, base_weights(spec, seed)).to(device)
-    examples = load_task(TaskData("mnist", permute=0), "test")
-    x = EvalSet.of(examples, images, spec, device).x
-    real = real_outputs(spec, examples.classes)
-    rows = []
-    for k in ks:
-        listener.start(f"k = {k}", 0)
-        sup = inference.superposition(net, speed.random_packed_masks(spec, k, seed, device), real)
-        rows.append({"k": k, **speed.inference_rates(sup, x), "peak_memory_mib": speed.peak_memory_mib(device),
-                     "gflops": speed.contraction_gflops(sup, x)})
-    listener.start(f"supsup infer, one image, k = {ks[-1]}", 0)
-    with tempfile.TemporaryDirectory(prefix="supsup-speed-") as scratch:
-        seconds = speed.one_image_infer_seconds(spec, ks[-1], examples.images[0], Path(scratch), str(device))
-    return {"suite": "speed", "arch": spec.name, "device": str(device), "images": images, "by_k": rows,
-            "infer_one_image_seconds": {"k": ks[-1], **seconds}}

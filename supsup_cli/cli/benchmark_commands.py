@@ -90,13 +90,13 @@ def benchmark(
     Example: supsup benchmark --suite permuted-mnist --arch lenet300-100 --tasks 10 --out results/
     Example: supsup benchmark --suite split-mnist --arch fc2048-2048-hop --hopfield
     """
-    from supsup_cli.benchmark import experiment as engine
+    from supsup_cli.benchmark import experiment as engine, speed_suite
 
     _refuse_idle_flags(ctx, suite, arch, density, density_budget, hopfield)
     listener = _BarListener()
     with listener:
         if suite == "speed":
-            results = engine.speed_suite(arch, device, engine.speed_ks(tasks), images=eval_images or 256, seed=seed,
+            results = speed_suite.speed_suite(arch, device, speed_suite.speed_ks(tasks), images=eval_images or 256, seed=seed,
                                          listener=listener)
         else:
             defaults = QUICK if quick else {"tasks": None, "steps": None, "eval_images": None}

@@ -1,0 +1,51 @@
+"""`benchmark --suite speed`: inference images/s, memory and GFLOP/s as k grows, on random masks."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from supsup_cli import device as device_, inference, registry
+from supsup_cli.benchmark import speed
+from supsup_cli.benchmark.evaluation import EvalSet
+from supsup_cli.benchmark.listener import Listener
+from supsup_cli.data.tasks import load_task
+from supsup_cli.data.transforms import TaskData
+from supsup_cli.errors import InvalidArgument
+from supsup_cli.models import build, real_outputs
+from supsup_cli.weights import base_weights
+
+SPEED_KS = (10, 100, 1000, 2500)
+
+
+def speed_ks(tasks: int | None) -> tuple[int, ...]:
+    """The k of --suite speed: 10, 100, 1000, 2500, or those below --tasks and --tasks itself."""
+    if tasks is None:
+        return SPEED_KS
+    if tasks < 1:
+        raise InvalidArgument("--tasks must be at least 1")
+    return tuple(sorted({k for k in SPEED_KS if k < tasks} | {tasks}))
+
+
+def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = SPEED_KS, images: int = 256,
+                seed: int = 0, listener: Listener | None = None) -> dict[str, Any]:
+    """Inference images/s and memory as k grows, with random half-density masks."""
+    listener = listener or Listener()
+    device = device_.resolve(device_name)
+    spec = registry.resolve(arch)
+    net = build(spec, base_weights(spec, seed)).to(device)
+    examples = load_task(TaskData("mnist", permute=0), "test")
+    x = EvalSet.of(examples, images, spec, device).x
+    real = real_outputs(spec, examples.classes)
+    rows = []
+    for k in ks:
+        listener.start(f"k = {k}", 0)
+        sup = inference.superposition(net, speed.random_packed_masks(spec, k, seed, device), real)
+        rows.append({"k": k, **speed.inference_rates(sup, x), "peak_memory_mib": speed.peak_memory_mib(device),
+                     "gflops": speed.contraction_gflops(sup, x)})
+    listener.start(f"supsup infer, one image, k = {ks[-1]}", 0)
+    with tempfile.TemporaryDirectory(prefix="supsup-speed-") as scratch:
+        seconds = speed.one_image_infer_seconds(spec, ks[-1], examples.images[0], Path(scratch), str(device))
+    return {"suite": "speed", "arch": spec.name, "device": str(device), "images": images, "by_k": rows,
+            "infer_one_image_seconds": {"k": ks[-1], **seconds}}
