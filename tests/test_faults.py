@@ -3,9 +3,11 @@
 SUPSUP_FAULT_TRIALS (default 20) sets the number of kill -9 trials; raise it for a longer run.
 """
 
+import json
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +18,9 @@ import pytest
 
 from supsup_cli import archive, registry
 from supsup_cli.archive import maskcodec
+from supsup_cli.archive.verify import verify
 from tests.conftest import REPO, append_random_tasks, dummy_record, random_masks
+from tests.zygote import Zygote, kill
 
 pytestmark = pytest.mark.fault
 TRIALS = int(os.environ.get("SUPSUP_FAULT_TRIALS", "20"))
@@ -125,132 +129,211 @@ def test_full_disk_during_a_commit_leaves_the_archive_as_before(lenet_archive, r
 
 
 # --- kill -9 on every other write path (issue 21) ------------------------------------------------------
+#
+# Each path runs in children of one zygote (tests/zygote.py), so a trial costs the command's own run.
+# A trial kills the command at a uniform moment of an uninterrupted run's duration (or just after it
+# ends) and checks that the archive under its name is the old one or the new one and that every task
+# committed before is there bit for bit. Each trial's command is also the next writer after the
+# previous trial's crash; the last run goes uninterrupted and must leave nothing behind.
 
 HOP = registry.resolve("fc2048-2048-hop")
+PATH_TRIALS = max(3, TRIALS // 4)
 
 
-def _cli_process(*argv):
-    return subprocess.Popen([sys.executable, "-m", "supsup_cli", *map(str, argv)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+@pytest.fixture(scope="module")
+def zygote():
+    forker = Zygote()
+    yield forker
+    forker.close()
 
 
-def _kill_at_random(child, rng, latest):
-    """SIGKILL at a uniform moment of the child's run (or after it ended, which is fine too)."""
-    time.sleep(rng.uniform(0.0, latest))
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+def _kill_trials(zygote, seed, argv, prepare, check, trials=PATH_TRIALS):
+    """`trials` killed runs of `supsup ARGV` between uninterrupted first and last ones; `prepare()`
+    before each run, `check(exit_code)` after it. Returns how many were killed while running."""
+    rng = random.Random(seed)
+    runs = []
+    for _ in range(2):  # the second without the first's cold caches
+        prepare()
+        runs.append(zygote.run(*argv))
+        assert runs[-1][0] == 0
+        check(0)
+    seconds = runs[-1][1]
+    killed = 0
+    for _ in range(trials):
+        prepare()
+        code = zygote.kill_after(rng.uniform(0.0, 1.1 * seconds), *argv)
+        assert code in (0, -signal.SIGKILL), code
+        killed += code == -signal.SIGKILL
+        check(code)
+    prepare()
+    assert zygote.run(*argv)[0] == 0
+    check(0)
+    assert killed >= 1
+    return killed
 
 
-def _masks_of(path, spec=SPEC):
+def _masks_of(path):
     with archive.Archive(path) as opened:
         return [t.name for t in opened.tasks], [opened.packed_mask(i) for i in range(len(opened.tasks))]
 
 
+def _same_masks(got, want):
+    return len(got) == len(want) and all(all(np.array_equal(a, b) for a, b in zip(g, w)) for g, w in zip(got, want))
+
+
 def _no_leftovers(directory):
-    assert not list(directory.glob(".*.tmp")) and not list(directory.glob("*.tmp"))
+    assert not [p.name for p in directory.rglob("*.tmp")]
+
+
+def _verified(path):
+    report = verify(path)
+    assert report["content_sha256_ok"] and report["structure_ok"] and not report["damaged"], report
+    return report
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
-def test_kill_9_during_merge_leaves_no_out_or_the_whole_merge(tmp_path, trial):
+def test_kill_9_during_merge_leaves_no_out_or_the_whole_merge(zygote, tmp_path):
     parts = [tmp_path / "a.supsup", tmp_path / "b.supsup"]
     for start, part in zip((0, 2), parts):
         archive.create(part, SPEC, seed=0)
         append_random_tasks(part, 2, start_seed=start)
-    out = tmp_path / "all.supsup"
-    _kill_at_random(_cli_process("merge", out, *parts), random.Random(trial), 3.0)
     expected = [_masks_of(parts[0]), _masks_of(parts[1])]
-    if out.exists():
-        names, masks = _masks_of(out)
-        assert names == expected[0][0] + expected[1][0]
-        for got, want in zip(masks, expected[0][1] + expected[1][1]):
-            assert all(np.array_equal(a, b) for a, b in zip(got, want))
-    again = subprocess.run([sys.executable, "-m", "supsup_cli", "merge", out, *parts, "--force"], cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr  # the next writer goes on
+    out = tmp_path / "all.supsup"
+
+    def check(code):
+        assert out.exists() or code != 0
+        if out.exists():
+            names, masks = _masks_of(out)
+            assert names == expected[0][0] + expected[1][0]
+            assert _same_masks(masks, expected[0][1] + expected[1][1])
+
+    _kill_trials(zygote, "merge", ["merge", out, *parts], lambda: out.unlink(missing_ok=True), check)
     _no_leftovers(tmp_path)
-    assert _masks_of(out)[0] == ["task-0", "task-1", "task-2", "task-3"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
-def test_kill_9_during_hopfield_store_leaves_the_old_or_the_new_archive(tmp_path, trial):
+def test_kill_9_during_hopfield_store_leaves_the_old_or_the_new_archive(zygote, tmp_path):
     path = tmp_path / "hop.supsup"
     archive.create(path, HOP, seed=0)
     for task in range(2):
         masks = random_masks(HOP, task)
         archive.append_task(path, dummy_record(f"task-{task}", HOP, masks), masks)
-    before, (names, masks) = path.read_bytes(), _masks_of(path, HOP)
-    _kill_at_random(_cli_process("hopfield-store", path), random.Random(trial), 4.0)
-    if path.read_bytes() != before:  # then it is the new one: every task kept, and all in the reservoir
-        with archive.Archive(path) as opened:
+    old, (names, masks) = path.read_bytes(), _masks_of(path)
+
+    def check(code):
+        if path.read_bytes() == old:
+            assert code != 0
+            return
+        with archive.Archive(path) as opened:  # the new one: every task kept, and all in the reservoir
             assert [t.name for t in opened.tasks] == names and opened.reservoir_info.tasks == 2
-            for task, want in enumerate(masks):
-                assert all(np.array_equal(a, b) for a, b in zip(opened.packed_mask(task), want))
-    again = subprocess.run([sys.executable, "-m", "supsup_cli", "hopfield-store", path], cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr
+            assert _same_masks([opened.packed_mask(i) for i in range(2)], masks)
+
+    _kill_trials(zygote, "hopfield-store", ["hopfield-store", path], lambda: path.write_bytes(old), check)
     _no_leftovers(tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
-def test_kill_9_during_init_force_leaves_the_old_or_an_empty_archive(lenet_archive, trial):
+def test_kill_9_during_init_force_leaves_the_old_or_an_empty_archive(zygote, lenet_archive):
     append_random_tasks(lenet_archive, 2)
-    before = lenet_archive.read_bytes()
-    _kill_at_random(_cli_process("init", lenet_archive, "--arch", "lenet300-100", "--force"),
-                    random.Random(trial), 2.0)
-    if lenet_archive.read_bytes() != before:
+    old, (_, masks) = lenet_archive.read_bytes(), _masks_of(lenet_archive)
+
+    def check(code):
+        if lenet_archive.read_bytes() == old:
+            assert code != 0
+            assert _same_masks(_masks_of(lenet_archive)[1], masks)
+            return
         with archive.Archive(lenet_archive) as opened:
-            assert opened.tasks == []
-    else:
-        _assert_tasks_intact(lenet_archive, [2])
-    append_random_tasks(lenet_archive, 1, start_seed=len(_masks_of(lenet_archive)[0]))  # the next writer
+            assert opened.tasks == [] and opened.spec.name == "lenet300-100"
+
+    _kill_trials(zygote, "init", ["init", lenet_archive, "--arch", "lenet300-100", "--force"],
+                 lambda: lenet_archive.write_bytes(old), check)
     _no_leftovers(lenet_archive.parent)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
-def test_kill_9_during_a_many_task_learn_task_keeps_a_prefix(lenet_archive, trial):
+def test_kill_9_during_a_many_task_learn_task_keeps_a_prefix(zygote, lenet_archive):
     append_random_tasks(lenet_archive, 1)
-    _kill_at_random(_cli_process("learn-task", lenet_archive, "--permute", "1-6", "--steps", "40"),
-                    random.Random(trial), 12.0)
-    names, _ = _masks_of(lenet_archive)
-    assert names == ["task-0"] + [f"mnist-permute-{p}" for p in range(1, len(names))]  # committed in order
-    _assert_tasks_intact_first(lenet_archive)
-    done = subprocess.run([sys.executable, "-m", "supsup_cli", "inspect", lenet_archive, "--verify"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr  # every committed mask matches its digest
-    append_random_tasks(lenet_archive, 1, start_seed=50)
+    old, (_, first) = lenet_archive.read_bytes(), _masks_of(lenet_archive)
+    learned = []
+
+    def check(code):
+        names, masks = _masks_of(lenet_archive)
+        assert names == ["task-0"] + [f"mnist-permute-{p}" for p in range(1, len(names))]  # committed in order
+        assert len(names) == 4 or code != 0
+        assert _same_masks(masks[:1], first)
+        _verified(lenet_archive)  # every committed mask matches its digest
+        learned.append(len(names) - 1)
+
+    _kill_trials(zygote, "learn-task", ["learn-task", lenet_archive, "--permute", "1-3", "--steps", "5"],
+                 lambda: lenet_archive.write_bytes(old), check)
     _no_leftovers(lenet_archive.parent)
-
-
-def _assert_tasks_intact_first(path):
-    with archive.Archive(path) as opened:
-        for bits, packed in zip(random_masks(SPEC, 0), opened.packed_mask(0)):
-            assert np.array_equal(maskcodec.unpack(packed, bits.size), bits.reshape(-1))
+    assert 0 in learned  # some trials were killed before the first commit
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(max(2, TRIALS // 10)))
-def test_two_writers_killed_while_one_waits_for_the_lock(lenet_archive, trial):
-    rng = random.Random(trial)
-    writers = [subprocess.Popen([sys.executable, "-c", APPENDER, str(lenet_archive), str(start)], cwd=REPO,
-                                stdout=subprocess.PIPE, text=True) for start in (0, 1000)]
-    for writer in writers:
-        writer.stdout.readline()  # each has committed once: from now on they contend for the lock
-    time.sleep(rng.uniform(0.0, 0.5))
-    for writer in writers:
-        writer.send_signal(signal.SIGKILL)
-    for writer in writers:
-        writer.wait()
-    with archive.Archive(lenet_archive) as opened:
-        names = [t.name for t in opened.tasks]
-        for task, name in enumerate(names):
-            seed = int(name.split("-")[1])
-            for bits, packed in zip(random_masks(SPEC, seed), opened.packed_mask(task)):
-                assert np.array_equal(maskcodec.unpack(packed, bits.size), bits.reshape(-1))
-    assert len(set(names)) == len(names) >= 2
-    append_random_tasks(lenet_archive, 1, start_seed=5000)  # the lock was released with its holder
+def test_two_writers_killed_while_one_waits_for_the_lock(zygote, lenet_archive):
+    append_random_tasks(lenet_archive, 1)
+    old, (_, first) = lenet_archive.read_bytes(), _masks_of(lenet_archive)
+    rng = random.Random("two writers")
+    writers = [["learn-task", lenet_archive, "--permute", str(p), "--steps", "3", "--name", f"writer-{p}"]
+               for p in (1, 2)]
+
+    def check():
+        names, masks = _masks_of(lenet_archive)
+        assert names[0] == "task-0" and sorted(names[1:]) in ([], ["writer-1"], ["writer-2"], ["writer-1", "writer-2"])
+        assert _same_masks(masks[:1], first)
+        _verified(lenet_archive)
+        return names
+
+    alone = zygote.run(*writers[0])[1]
+    for _ in range(PATH_TRIALS):
+        lenet_archive.write_bytes(old)
+        pids = [zygote.start(*argv) for argv in writers]
+        time.sleep(rng.uniform(0.0, 2.2 * alone))
+        for pid in pids:
+            kill(pid)
+        codes = [zygote.wait(pid) for pid in pids]
+        assert all(code in (0, -signal.SIGKILL) for code in codes)
+        check()
+    lenet_archive.write_bytes(old)
+    pids = [zygote.start(*argv) for argv in writers]
+    assert [zygote.wait(pid) for pid in pids] == [0, 0]  # the lock was released with its holder
+    assert len(check()) == 3
     _no_leftovers(lenet_archive.parent)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_resumable_benchmark_goes_on_to_the_uninterrupted_results(zygote, tmp_path):
+    path, out = tmp_path / "bench.supsup", tmp_path / "out"
+    argv = ["benchmark", "--tasks", "3", "--steps", "5", "--eval-images", "20", "--no-baselines", "--method",
+            "one-shot", "--objective", "entropy", "--archive", path, "--out", out]
+    code, _ = zygote.run(*argv)
+    assert code == 0
+    reference = _comparable(json.loads((out / "results.json").read_text()))
+    digests = _digests(path)
+    finished = [True]
+
+    def prepare():
+        if finished[-1]:  # start over; a killed run is resumed by the next trial
+            path.unlink(missing_ok=True)
+            shutil.rmtree(out, ignore_errors=True)
+
+    def check(code):
+        if path.exists():
+            held = _digests(path)
+            assert held == digests[: len(held)]  # nothing learned twice or otherwise
+        finished.append(code == 0)
+        if code == 0:
+            assert _comparable(json.loads((out / "results.json").read_text())) == reference
+
+    _kill_trials(zygote, "benchmark", argv, prepare, check)
+    _no_leftovers(tmp_path)
+
+
+def _digests(path):
+    with archive.Archive(path) as opened:
+        return [t.mask_sha256 for t in opened.tasks]
+
+
+def _comparable(results):
+    return {key: results[key] for key in ("matrix_by_protocol", "task_inference_by_protocol", "checkpoints")}

@@ -3,19 +3,18 @@ the ones that are missing.
 
 `settings.json` holds what the rows depend on; a rerun with other settings is refused rather than
 mixing results. Each checkpoint c is `c.json`, holding the digest of the masks it evaluated (the
-first c tasks' `mask_sha256`) and its row. Every file is written beside its name, fsynced and
-renamed into place: a crash leaves a checkpoint whole or absent.
+first c tasks' `mask_sha256`) and its row. Every file is written whole or not at all (files.py): a
+crash leaves a checkpoint whole or absent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from supsup_cli import files
 from supsup_cli.errors import InvalidArgument
 
 
@@ -61,18 +60,4 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, value: dict[str, Any]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(value, out, allow_nan=False)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    files.write_text(path, json.dumps(value, allow_nan=False))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from supsup_cli import files
 from supsup_cli.cli import output
 from supsup_cli.benchmark.paper import SPLIT_CIFAR100_GG
 
@@ -113,16 +114,19 @@ def write_files(results: dict[str, Any], out: Path) -> list[Path]:
     """results.json, matrix.csv and (with matplotlib) accuracy.png; returns what was written."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results.json"]
-    written[0].write_text(json.dumps(results, indent=2) + "\n")
+    files.write_text(written[0], json.dumps(results, indent=2) + "\n")
     if "matrix" in results:
         written.append(out / "matrix.csv")
-        with open(written[-1], "w", newline="") as handle:
+
+        def write_matrix(handle) -> None:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["method", "after_tasks", "task", "accuracy"])
             for method, matrix in results["matrix"].items():
                 for checkpoint, row in zip(results["checkpoints"], matrix):
                     writer.writerows([method, checkpoint, task, value]
                                      for task, value in enumerate(row) if value is not None)
+
+        files.write_with(written[-1], write_matrix)
         written += _plot(results, out)
     return written
 
@@ -201,7 +205,8 @@ def _plot_curves(plt, results: dict[str, Any], path: Path) -> Path:
         recovery.grid(alpha=0.3)
         recovery.legend(fontsize="small")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with files.replacing(path) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
     plt.close(figure)
     return path
 
@@ -222,7 +227,8 @@ def _plot_matrix(plt, results: dict[str, Any], path: Path) -> Path:
     axes.set_title(f"accuracy % per task, {name}")
     figure.colorbar(image, ax=axes)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with files.replacing(path) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
     plt.close(figure)
     return path
 
