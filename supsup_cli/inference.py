@@ -9,6 +9,11 @@ delta_l = dObjective/da_l (one row per input, from one backward pass), each inpu
 a contraction with the stacked masks. Masks stay bit-packed ([k, ceil(n/8)] uint8 per site) and
 are unpacked a chunk of tasks at a time, so memory does not grow with k and the result does not
 depend on the chunk size.
+
+Binary on a batch runs its first round on one network for all inputs; from the second on, each
+input has its own candidates, and a round works on the (input, candidate) pairs only, grouped by
+task (CandidatePairs), so the whole search costs about twice its first round instead of log2 k
+times it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch.nn.functional as F
 
 from supsup_cli import choices
 from supsup_cli.errors import InvalidArgument
-from supsup_cli.masks import packed_counts, packed_dot, unpack
+from supsup_cli.masks import SignedUnpacking, packed_counts, packed_dot, unpack
 from supsup_cli.models import MaskedNet
 from supsup_cli.registry import mask_sites
 
@@ -46,6 +51,7 @@ class Superposition:
     # keeping each weight, computed once: all that the superposition at alpha = 1/k needs
     unpacked: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)  # site ->
     # [k, *shape] uint8 masks, kept by `hold_unpacked`
+    signed: dict[int, SignedUnpacking | None] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def tasks(self) -> int:
@@ -78,8 +84,26 @@ class Superposition:
         held = self.unpacked.get(site)
         if held is not None and held.is_floating_point():
             return held[start:stop]
+        if held is not None:
+            return held[start:stop] * self.net.base()[site]
+        return self._unpack_masked(site, self.packed[site][start:stop])
+
+    def masked_weights_of(self, site: int, tasks: torch.Tensor) -> torch.Tensor:
+        """W * M^i for these tasks of one site: [len(tasks), out, in] float."""
+        held = self.unpacked.get(site)
+        if held is not None:
+            chosen = held.index_select(0, tasks)
+            return chosen if chosen.is_floating_point() else chosen * self.net.base()[site]
+        return self._unpack_masked(site, self.packed[site].index_select(0, tasks))
+
+    def _unpack_masked(self, site: int, packed: torch.Tensor) -> torch.Tensor:
         weight = self.net.base()[site]
-        return (held[start:stop] if held is not None else self.masks(site, start, stop)) * weight
+        if site not in self.signed:
+            self.signed[site] = SignedUnpacking.of(weight)
+        signed = self.signed[site]
+        if signed is None:
+            return unpack(packed, weight.numel()).view(-1, *weight.shape) * weight
+        return signed.unpack(packed).reshape(-1, *weight.shape)
 
     def hold_unpacked(self, sites: Sequence[int], budget: int = DEFAULT_CHUNK_BYTES) -> None:
         """Keep these sites' masks unpacked while this superposition lives, so that a search that reads
@@ -91,8 +115,10 @@ class Superposition:
             return
         for site in sizes:
             weight = self.net.base()[site]
-            bits = unpack(self.packed[site], weight.numel(), torch.uint8).view(-1, *weight.shape)
-            self.unpacked[site] = bits * weight if 4 * elements <= 2 * budget else bits
+            if 4 * elements <= 2 * budget:
+                self.unpacked[site] = self.masked_weights(site, 0, self.tasks)
+            else:
+                self.unpacked[site] = unpack(self.packed[site], weight.numel(), torch.uint8).view(-1, *weight.shape)
 
     def kept_by(self, site: int) -> torch.Tensor:
         """How many tasks keep each weight of a site ([out, in] float), counted once per superposition."""
@@ -138,93 +164,71 @@ def mixed_weights(sup: Superposition, alpha: torch.Tensor) -> list[torch.Tensor]
     return mixed
 
 
-def mixed_layer(sup: Superposition, site: int, h: torch.Tensor, alpha: torch.Tensor,
-                record: torch.Tensor | None = None) -> torch.Tensor:
-    """a[b] = sum_i alpha[b, i] (W * M^i) h[b]: one network per input, never materialized. `record`
-    ([k, B, out]) receives each task's (W * M^i) h[b]."""
-    weight = sup.net.base()[site]
-    out = torch.zeros(h.shape[0], weight.shape[0], device=h.device)
-    for start, stop in sup.task_chunks():
-        per_task = h @ sup.masked_weights(site, start, stop).transpose(1, 2)  # [c, B, out]
-        out = out + torch.einsum("bc,cbo->bo", alpha[:, start:stop], per_task)
-        if record is not None:
-            record[start:stop] = per_task.detach()
-    return out
-
-
 def first_layer_outputs(sup: Superposition, x: torch.Tensor) -> torch.Tensor:
-    """[k, B, out]: each task's first-layer pre-activation (W_0 * M_0^i) x_b. It does not depend on
-    alpha, so a search that moves alpha computes it once, and the first layer's share of every
-    gradient is then delta_0 . this, instead of a contraction with the layer's weights."""
+    """[B, k, out]: each task's first-layer pre-activation (W_0 * M_0^i) x_b. It does not depend on
+    alpha, so a search that moves alpha computes it once; the first layer's part of a round is then
+    alpha . this, and its share of every gradient delta_0 . this."""
     h = x.reshape(x.shape[0], -1)
     weight = sup.net.base()[0]
-    outputs = torch.empty(sup.tasks, h.shape[0], weight.shape[0], device=x.device)
-    for start, stop in sup.task_chunks():
-        torch.matmul(h, sup.masked_weights(0, start, stop).transpose(1, 2), out=outputs[start:stop])
+    outputs = torch.empty(h.shape[0], sup.tasks, weight.shape[0], device=x.device)
+    for start, stop in sup.task_chunks():  # one matrix product per chunk: h against c * out rows
+        masked = sup.masked_weights(0, start, stop).reshape(-1, weight.shape[1])
+        outputs[:, start:stop] = (h @ masked.T).view(h.shape[0], stop - start, -1)
     return outputs
 
 
-def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, first: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor | None]]:
-    """Logits, each layer's input h_{l-1}, each pre-activation a_l (which requires grad), and where
-    the layer was mixed per input from every task's outputs, those outputs ([k, B, out], else None).
-    With `first` (first_layer_outputs), the first layer is mixed from it."""
-    shared = alpha.dim() == 1
-    weights = mixed_weights(sup, alpha) if shared else None
+def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """With one alpha [k] for all inputs: logits, each layer's input h_{l-1}, and each
+    pre-activation a_l (which requires grad)."""
     h = x.reshape(x.shape[0], -1)
-    inputs, pre, outputs = [], [], []
-    last = len(sup.net.base()) - 1
-    for site in range(last + 1):
+    inputs, pre = [], []
+    weights = mixed_weights(sup, alpha)
+    for site, weight in enumerate(weights):
         inputs.append(h.detach())
-        per_input = first is not None and not shared
-        if site == 0 and per_input:
-            a, record = torch.einsum("bi,ibo->bo", alpha, first), first
-        else:
-            record = torch.empty(sup.tasks, h.shape[0], sup.net.base()[site].shape[0], device=x.device) \
-                if per_input else None
-            a = F.linear(h, weights[site]) if shared else mixed_layer(sup, site, h, alpha, record)
-        outputs.append(record)
+        a = F.linear(h, weight)
         if not a.requires_grad:  # the first layer: weights and input are constants
             a.requires_grad_()
         pre.append(a)
-        if site < last:
-            h = F.relu(a) if sup.net.spec.activation == "relu" else F.silu(a)
-    return pre[-1], inputs, pre, outputs
+        if site < len(weights) - 1:
+            h = _activation(sup, a)
+    return pre[-1], inputs, pre
+
+
+def _activation(sup: Superposition, a: torch.Tensor) -> torch.Tensor:
+    return F.relu(a) if sup.net.spec.activation == "relu" else F.silu(a)
 
 
 def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, kind: str,
                     same_task: bool, first: torch.Tensor | None = None) -> torch.Tensor:
-    """dObjective/dalpha at alpha: [B, k] per input, or [1, k] for the summed objective."""
+    """dObjective/dalpha at one alpha [k] for all inputs: [B, k] per input, or [1, k] for the summed
+    objective. With `first` (first_layer_outputs), the first layer's share is read from it."""
     with torch.enable_grad():
-        logits, inputs, pre, outputs = forward_recording(sup, x, alpha, first)
+        logits, inputs, pre = forward_recording(sup, x, alpha)
         deltas = torch.autograd.grad(objective(logits, kind, sup.real).sum(), pre)
     rows = 1 if same_task else x.shape[0]
     grads = torch.zeros(rows, sup.tasks, device=x.device)
-    for site, (weight, h, delta, per_task) in enumerate(zip(sup.net.base(), inputs, deltas, outputs)):
-        if per_task is not None:  # dObjective/dalpha_i = delta . (W * M^i) h, each already computed
-            grads += torch.einsum("bo,ibo->bi", delta, per_task)
-            continue
+    for site, (weight, h, delta) in enumerate(zip(sup.net.base(), inputs, deltas)):
         if same_task:  # sum over inputs of delta_b h_b^T, times W: one vector, read against the packed bits
             grads += packed_dot(sup.packed[site], (delta.T @ h * weight).reshape(1, -1))
-            continue
-        if site == 0 and first is not None:  # round one of Binary: alpha shared, the first layer known
-            grads += torch.einsum("bo,ibo->bi", delta, first)
-            continue
-        if rows <= PACKED_DOT_MAX_INPUTS:
+        elif site == 0 and first is not None:  # dObjective/dalpha_i = delta_0 . (W_0 * M_0^i) x
+            grads += torch.bmm(first, delta.unsqueeze(2)).squeeze(2)
+        elif rows <= PACKED_DOT_MAX_INPUTS:
             grads += packed_dot(sup.packed[site], (delta.unsqueeze(2) * h.unsqueeze(1) * weight).reshape(rows, -1))
-            continue
-        for start, stop in sup.task_chunks():
-            grads[:, start:stop] += per_input_contraction(sup.masked_weights(site, start, stop), delta, h)
+        else:
+            for start, stop in sup.task_chunks():
+                grads[:, start:stop] += per_input_contraction(sup.masked_weights(site, start, stop), delta, h)
     return grads
 
 
 def per_input_contraction(masked: torch.Tensor, delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """[B, c]: sum_{v,u} delta[b, v] masked[i, v, u] h[b, u], through the smaller side of the layer."""
+    """[B, c]: sum_{v,u} delta[b, v] masked[i, v, u] h[b, u], through the smaller side of the layer,
+    each a single matrix product on the masks as they lie in memory."""
     chunk, out, inp = masked.shape
-    if inp <= out:  # delta @ masked: [B, c, in], then dot with h
-        through = (delta @ masked.permute(1, 0, 2).reshape(out, chunk * inp)).view(-1, chunk, inp)
-        return (through * h.unsqueeze(1)).sum(dim=2)
-    through = (h @ masked.permute(2, 0, 1).reshape(inp, chunk * out)).view(-1, chunk, out)
+    if inp <= out:  # delta @ masked: [c, B, in], then dot with h
+        through = torch.matmul(delta, masked)
+        return (through * h).sum(dim=2).T
+    through = (h @ masked.reshape(chunk * out, inp).T).view(-1, chunk, out)
     return (through * delta.unsqueeze(1)).sum(dim=2)
 
 
@@ -236,7 +240,8 @@ def one_shot(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = F
 
 
 def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = False) -> torch.Tensor:
-    """Algorithm 2: keep the half of the candidates with the largest -dObjective/dalpha, ceil(log2 k) times."""
+    """Algorithm 2: keep the half of the candidates with the largest -dObjective/dalpha, ceil(log2 k) times
+    (ties go to the lower task index)."""
     if same_task:
         return _binary_shared(sup, x, kind)
     if x.shape[0] <= PACKED_DOT_MAX_INPUTS:
@@ -245,25 +250,149 @@ def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = Fal
         return torch.cat([_binary_shared(sup, x[row : row + 1], kind) for row in range(x.shape[0])])
     if x.shape[0] > _binary_batch(sup):
         return torch.cat([binary(sup, part, kind) for part in x.split(_binary_batch(sup))])
+    chosen = torch.arange(sup.tasks, device=x.device).expand(x.shape[0], -1)
+    if sup.tasks == 1:
+        return chosen[:, 0]
     sup.hold_unpacked(range(1, len(sup.packed)))  # read every round
     first = first_layer_outputs(sup, x)
-    candidates = torch.ones(x.shape[0], sup.tasks, dtype=torch.bool, device=x.device)
-    remaining = sup.tasks  # known on the host every round: no device synchronization in the loop
-    while remaining > 1:
-        alpha = candidates.float() / remaining
-        shared = remaining == sup.tasks  # one network for all inputs
-        scores = -alpha_gradients(sup, x, alpha[0] if shared else alpha, kind, same_task=False, first=first)
-        remaining = math.ceil(remaining / 2)
-        keep = scores.masked_fill(~candidates, -math.inf).topk(remaining, dim=1).indices
-        candidates = torch.zeros_like(candidates).scatter_(1, keep, True)
-    return candidates.float().argmax(dim=1)
+    uniform = torch.full((sup.tasks,), 1.0 / sup.tasks, device=x.device)
+    scores = -alpha_gradients(sup, x, uniform, kind, same_task=False, first=first)  # round one: one network
+    while True:
+        keep = scores.sort(dim=1, descending=True, stable=True).indices[:, : math.ceil(chosen.shape[1] / 2)]
+        chosen = chosen.gather(1, keep.sort(dim=1).values)  # each row in task order
+        if chosen.shape[1] == 1:
+            return chosen[:, 0]
+        scores = -candidate_gradients(sup, first, chosen, kind)
 
 
 def _binary_batch(sup: Superposition) -> int:
-    """Inputs searched together, so that every layer's outputs under every task fit in
-    2 x DEFAULT_CHUNK_BYTES."""
-    outputs = sum(w.shape[0] for w in sup.net.base())
-    return max(1, 2 * DEFAULT_CHUNK_BYTES // (4 * sup.tasks * outputs))
+    """Inputs searched together, so that the first layer's outputs under every task fit in
+    3 x DEFAULT_CHUNK_BYTES."""
+    return max(1, 3 * DEFAULT_CHUNK_BYTES // (4 * sup.tasks * sup.net.base()[0].shape[0]))
+
+
+def candidate_gradients(sup: Superposition, first: torch.Tensor, chosen: torch.Tensor, kind: str) -> torch.Tensor:
+    """[B, m]: dObjective_b/dalpha_i for each input's own m remaining candidates chosen[b] (alpha = 1/m
+    on them, 0 elsewhere), and for those only. The first layer is mixed from `first`; each later
+    layer runs as one small product per task over the inputs still holding it (CandidatePairs), so
+    a round costs in proportion to the candidates left, not to k, and the search about twice its
+    first round."""
+    batch, m = chosen.shape
+    pairs = CandidatePairs.of(chosen, sup.tasks)
+    first_chosen = first.gather(1, chosen.unsqueeze(2).expand(-1, -1, first.shape[2]))  # [B, m, out]
+    pre, per_pair = [first_chosen.sum(dim=1) / m], []
+    for site in range(1, len(sup.packed)):
+        per_pair.append(pairs.products(sup, site, _activation(sup, pre[-1])))  # (W * M^i) h_b per pair
+        pre.append(pairs.sum_per_input(per_pair[-1]) / m)
+    with torch.enable_grad():
+        logits = pre[-1].requires_grad_()
+        delta = torch.autograd.grad(objective(logits, kind, sup.real).sum(), logits)[0]
+    grads = torch.zeros(batch, m, device=first.device)
+    for site in range(len(sup.packed) - 1, 0, -1):
+        spread = pairs.gather(delta)
+        grads += pairs.per_input([torch.linalg.vecdot(values, d) for values, d in zip(per_pair[site - 1], spread)])
+        upstream = pairs.sum_per_input(pairs.transposed_products(sup, site, spread)) / m
+        delta = _activation_backward(sup, pre[site - 1], upstream)
+    return grads + torch.bmm(first_chosen, delta.unsqueeze(2)).squeeze(2)
+
+
+@dataclass(frozen=True)
+class _Bin:
+    tasks: torch.Tensor  # [T] task indices
+    inputs: torch.Tensor  # [T, width]: the inputs holding each task, padded with B
+    pairs: torch.Tensor  # [T, width]: the same pairs as indices b * m + j into chosen, B * m at the padding
+
+
+@dataclass(frozen=True)
+class CandidatePairs:
+    """A round's (input, candidate) pairs grouped by task. Tasks held by similar numbers of inputs
+    (within a factor of two) share a bin, padded to its largest, so the padding stays under half the
+    work whether the inputs agree on their candidates (a few tasks held by all) or not (every task
+    held by a few)."""
+
+    bins: list[_Bin]
+    batch: int
+    m: int
+    weights: dict[tuple[int, int, int], torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
+    # (site, bin, first task) -> W * M of a chunk of the bin's tasks, gathered once for both passes
+
+    @classmethod
+    def of(cls, chosen: torch.Tensor, tasks: int) -> "CandidatePairs":
+        batch, m = chosen.shape
+        task = chosen.reshape(-1)
+        order = torch.argsort(task, stable=True)  # pair indices, grouped by task
+        counts = torch.bincount(task, minlength=tasks)
+        starts = counts.cumsum(0) - counts
+        slot = torch.arange(task.numel(), device=task.device) - starts[task[order]]
+        by_count = torch.argsort(counts, descending=True, stable=True)
+        sorted_counts = counts[by_count].tolist()
+        bins, first = [], 0
+        while first < tasks and sorted_counts[first] > 0:
+            width = sorted_counts[first]
+            last = first
+            while last < tasks and 2 * sorted_counts[last] > width:
+                last += 1
+            members = by_count[first:last].sort().values  # in task order: all k of them are a plain slice
+            rank = torch.full((tasks,), -1, dtype=torch.long, device=task.device)
+            rank[members] = torch.arange(last - first, device=task.device)
+            inside = rank[task[order]] >= 0
+            pairs = torch.full((last - first, width), batch * m, dtype=torch.long, device=task.device)
+            pairs[rank[task[order][inside]], slot[inside]] = order[inside]
+            bins.append(_Bin(members, torch.where(pairs < batch * m, pairs // m, batch), pairs))
+            first = last
+        return cls(bins, batch, m)
+
+    def gather(self, per_input: torch.Tensor) -> list[torch.Tensor]:
+        """[B, f] -> per bin [T, width, f], zero at the padding."""
+        padded = torch.cat([per_input, per_input.new_zeros(1, per_input.shape[1])])
+        return [padded[b.inputs] for b in self.bins]
+
+    def sum_per_input(self, per_pair: list[torch.Tensor]) -> torch.Tensor:
+        """Per bin [T, width, f] -> [B, f]: each input's sum over its pairs."""
+        total = per_pair[0].new_zeros(self.batch + 1, per_pair[0].shape[2])
+        for b, values in zip(self.bins, per_pair):
+            total.index_add_(0, b.inputs.reshape(-1), values.reshape(-1, values.shape[2]))
+        return total[: self.batch]
+
+    def per_input(self, values: list[torch.Tensor]) -> torch.Tensor:
+        """Per bin [T, width] -> [B, m], in the order of chosen."""
+        out = values[0].new_zeros(self.batch * self.m + 1)
+        for b, v in zip(self.bins, values):
+            out[b.pairs.reshape(-1)] = v.reshape(-1)  # the padding all lands on the extra slot
+        return out[:-1].view(self.batch, self.m)
+
+    def products(self, sup: Superposition, site: int, h: torch.Tensor) -> list[torch.Tensor]:
+        """Per bin [T, width, out]: (W * M^i) h_b for every pair."""
+        return [self._bmm(sup, site, index, gathered, transpose=True) for index, gathered in enumerate(self.gather(h))]
+
+    def transposed_products(self, sup: Superposition, site: int, spread: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per bin [T, width, in]: (W * M^i)^T delta_b for every pair."""
+        return [self._bmm(sup, site, index, values, transpose=False) for index, values in enumerate(spread)]
+
+    def _bmm(self, sup: Superposition, site: int, index: int, left: torch.Tensor, transpose: bool) -> torch.Tensor:
+        shape = sup.net.base()[site].shape
+        out = left.new_empty(*left.shape[:2], shape[0] if transpose else shape[1])
+        tasks = self.bins[index].tasks
+        for start in range(0, len(tasks), sup.chunk):
+            stop = min(start + sup.chunk, len(tasks))
+            masked = self._masked_weights(sup, site, index, start, stop)
+            torch.bmm(left[start:stop], masked.transpose(1, 2) if transpose else masked, out=out[start:stop])
+        return out
+
+    def _masked_weights(self, sup: Superposition, site: int, index: int, start: int, stop: int) -> torch.Tensor:
+        tasks = self.bins[index].tasks
+        if len(tasks) == sup.tasks:  # every task, in order: no copy
+            return sup.masked_weights(site, start, stop)
+        key = (site, index, start)
+        if key not in self.weights:
+            self.weights[key] = sup.masked_weights_of(site, tasks[start:stop])
+        return self.weights[key]
+
+
+def _activation_backward(sup: Superposition, a: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+    with torch.enable_grad():
+        a = a.detach().requires_grad_()
+        return torch.autograd.grad(_activation(sup, a), a, upstream)[0]
 
 
 def _binary_shared(sup: Superposition, x: torch.Tensor, kind: str) -> torch.Tensor:

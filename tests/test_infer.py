@@ -29,6 +29,21 @@ def five_tasks(tmp_path_factory):
     return path, root
 
 
+@pytest.fixture(scope="session")
+def fc_tasks(tmp_path_factory):
+    """3 permuted-MNIST tasks on fc1024-1024 (100 steps each): its first layer is wider than its
+    input, so the contractions take their other side, and its 500 outputs leave room for G."""
+    from supsup_cli.cli.app import run
+
+    path = tmp_path_factory.mktemp("fc") / "fc.supsup"
+    assert run(["init", str(path), "--arch", "fc1024-1024"]) == 0
+    assert run(["learn-task", str(path), "--permute", "10-12", "--steps", "100"]) == 0
+    return path, None
+
+
+ARCHS = ["five_tasks", "fc_tasks"]  # every weight-masked MLP of the registry: what can be superimposed
+
+
 def _truth(root, task):
     with open(root / f"t{task}" / "labels.csv") as handle:
         return {f"{root}/t{task}/{row['file']}": int(row["label"]) for row in csv.DictReader(handle)}
@@ -58,17 +73,18 @@ def _superposition(path, chunk=None):
     return inference.superposition(net, packed, range(10), chunk=chunk)
 
 
-def _mixed_inputs(count_per_task=12):
-    parts = [load_task(TaskData("mnist", permute=seed + 10), "test").images[:count_per_task] for seed in range(5)]
+def _mixed_inputs(count_per_task=12, tasks=5):
+    parts = [load_task(TaskData("mnist", permute=seed + 10), "test").images[:count_per_task] for seed in range(tasks)]
     return normalize(torch.from_numpy(np.concatenate(parts)), (0.1307,), (0.3081,))
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("method", ["one-shot", "binary", "exhaustive"])
 @pytest.mark.parametrize("kind", ["entropy", "g"])
-def test_vectorized_path_matches_the_per_input_reference(five_tasks, method, kind):
-    sup = _superposition(five_tasks[0])
-    x = _mixed_inputs()
+def test_vectorized_path_matches_the_per_input_reference(request, arch, method, kind):
+    sup = _superposition(request.getfixturevalue(arch)[0])
+    x = _mixed_inputs(12, tasks=sup.tasks)
     ours = inference.infer_tasks(sup, x, method, kind).tolist()
     theirs = getattr(reference, method.replace("-", "_"))(sup, x, kind)
     assert ours == theirs
@@ -91,12 +107,13 @@ def test_same_task_matches_the_reference_on_mixed_batches(five_tasks, method, ki
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("method", ["one-shot", "binary"])
 @pytest.mark.parametrize("kind", ["entropy", "g"])
-def test_one_or_two_inputs_read_the_packed_bits_and_match_the_reference(five_tasks, method, kind):
+def test_one_or_two_inputs_read_the_packed_bits_and_match_the_reference(request, arch, method, kind):
     """Batches this small take another path (inference.PACKED_DOT_MAX_INPUTS): the same tasks."""
-    sup = _superposition(five_tasks[0])
-    x = _mixed_inputs(count_per_task=4)
+    sup = _superposition(request.getfixturevalue(arch)[0])
+    x = _mixed_inputs(count_per_task=4, tasks=sup.tasks)
     ours = [t for start in range(0, len(x), 2) for t in inference.infer_tasks(sup, x[start:start + 2], method,
                                                                                kind).tolist()]
     assert ours == getattr(reference, method.replace("-", "_"))(sup, x, kind)
@@ -110,6 +127,24 @@ def test_result_does_not_depend_on_the_chunk_size(five_tasks, method):
     results = [inference.infer_tasks(_superposition(five_tasks[0], chunk), x, method, "entropy").tolist()
                for chunk in (1, 2, 5)]
     assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("held", ["floats", "bytes", "nothing"])
+def test_binary_chooses_the_same_tasks_however_its_masks_are_held(request, arch, held, monkeypatch):
+    """Binary keeps the later layers' masks unpacked for its rounds as W * M, as bytes or not at all,
+    by the memory they need; each way reads the same masks."""
+    sup = _superposition(request.getfixturevalue(arch)[0], chunk=2)
+    later = range(1, len(sup.packed))
+    elements = sup.tasks * sum(sup.net.base()[site].numel() for site in later)
+    if held == "bytes":
+        sup.hold_unpacked(later, budget=elements)
+        assert not any(sup.unpacked[site].is_floating_point() for site in later)
+    elif held == "nothing":
+        monkeypatch.setattr(inference.Superposition, "hold_unpacked", lambda *args, **kwargs: None)
+    x = _mixed_inputs(8, tasks=sup.tasks)
+    assert inference.infer_tasks(sup, x, "binary", "entropy").tolist() == reference.binary(sup, x, "entropy")
 
 
 @pytest.mark.slow

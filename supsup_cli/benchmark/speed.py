@@ -111,7 +111,7 @@ def contraction_gflops(sup: inference.Superposition, x: torch.Tensor, repeats: i
     and of a plain torch.matmul of the same shapes on ready float matrices, best of `repeats` each."""
     alpha = torch.full((sup.tasks,), 1.0 / sup.tasks, device=x.device)
     with torch.enable_grad():
-        logits, inputs, pre, _ = inference.forward_recording(sup, x, alpha)
+        logits, inputs, pre = inference.forward_recording(sup, x, alpha)
         deltas = torch.autograd.grad(inference.objective(logits, "entropy", sup.real).sum(), pre)
     weights = sup.net.base()
     flops = sum(2 * x.shape[0] * sup.tasks * w.numel() for w in weights)
