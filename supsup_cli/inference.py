@@ -259,9 +259,11 @@ def binary(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = Fal
     scores = -alpha_gradients(sup, x, uniform, kind, same_task=False, first=first)  # round one: one network
     while True:
         keep = scores.sort(dim=1, descending=True, stable=True).indices[:, : math.ceil(chosen.shape[1] / 2)]
-        chosen = chosen.gather(1, keep.sort(dim=1).values)  # each row in task order
+        keep = keep.sort(dim=1).values  # each row in task order
+        chosen = chosen.gather(1, keep)
         if chosen.shape[1] == 1:
             return chosen[:, 0]
+        first = first.gather(1, keep.unsqueeze(2).expand(-1, -1, first.shape[2]))  # the candidates' only
         scores = -candidate_gradients(sup, first, chosen, kind)
 
 
@@ -273,14 +275,13 @@ def _binary_batch(sup: Superposition) -> int:
 
 def candidate_gradients(sup: Superposition, first: torch.Tensor, chosen: torch.Tensor, kind: str) -> torch.Tensor:
     """[B, m]: dObjective_b/dalpha_i for each input's own m remaining candidates chosen[b] (alpha = 1/m
-    on them, 0 elsewhere), and for those only. The first layer is mixed from `first`; each later
-    layer runs as one small product per task over the inputs still holding it (CandidatePairs), so
-    a round costs in proportion to the candidates left, not to k, and the search about twice its
-    first round."""
+    on them, 0 elsewhere), and for those only. `first` [B, m, out] holds the candidates' first-layer
+    outputs; each later layer runs as one small product per task over the inputs still holding it
+    (CandidatePairs), so a round costs in proportion to the candidates left, not to k, and the
+    search about twice its first round."""
     batch, m = chosen.shape
     pairs = CandidatePairs.of(chosen, sup.tasks)
-    first_chosen = first.gather(1, chosen.unsqueeze(2).expand(-1, -1, first.shape[2]))  # [B, m, out]
-    pre, per_pair = [first_chosen.sum(dim=1) / m], []
+    pre, per_pair = [first.sum(dim=1) / m], []
     for site in range(1, len(sup.packed)):
         per_pair.append(pairs.products(sup, site, _activation(sup, pre[-1])))  # (W * M^i) h_b per pair
         pre.append(pairs.sum_per_input(per_pair[-1]) / m)
@@ -289,11 +290,9 @@ def candidate_gradients(sup: Superposition, first: torch.Tensor, chosen: torch.T
         delta = torch.autograd.grad(objective(logits, kind, sup.real).sum(), logits)[0]
     grads = torch.zeros(batch, m, device=first.device)
     for site in range(len(sup.packed) - 1, 0, -1):
-        spread = pairs.gather(delta)
-        grads += pairs.per_input([torch.linalg.vecdot(values, d) for values, d in zip(per_pair[site - 1], spread)])
-        upstream = pairs.sum_per_input(pairs.transposed_products(sup, site, spread)) / m
-        delta = _activation_backward(sup, pre[site - 1], upstream)
-    return grads + torch.bmm(first_chosen, delta.unsqueeze(2)).squeeze(2)
+        grads += pairs.dots(per_pair[site - 1], delta)
+        delta = _activation_backward(sup, pre[site - 1], pairs.transposed_sum(sup, site, delta) / m)
+    return grads + torch.bmm(first, delta.unsqueeze(2)).squeeze(2)
 
 
 @dataclass(frozen=True)
@@ -313,8 +312,6 @@ class CandidatePairs:
     bins: list[_Bin]
     batch: int
     m: int
-    weights: dict[tuple[int, int, int], torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
-    # (site, bin, first task) -> W * M of a chunk of the bin's tasks, gathered once for both passes
 
     @classmethod
     def of(cls, chosen: torch.Tensor, tasks: int) -> "CandidatePairs":
@@ -342,11 +339,6 @@ class CandidatePairs:
             first = last
         return cls(bins, batch, m)
 
-    def gather(self, per_input: torch.Tensor) -> list[torch.Tensor]:
-        """[B, f] -> per bin [T, width, f], zero at the padding."""
-        padded = torch.cat([per_input, per_input.new_zeros(1, per_input.shape[1])])
-        return [padded[b.inputs] for b in self.bins]
-
     def sum_per_input(self, per_pair: list[torch.Tensor]) -> torch.Tensor:
         """Per bin [T, width, f] -> [B, f]: each input's sum over its pairs."""
         total = per_pair[0].new_zeros(self.batch + 1, per_pair[0].shape[2])
@@ -354,45 +346,68 @@ class CandidatePairs:
             total.index_add_(0, b.inputs.reshape(-1), values.reshape(-1, values.shape[2]))
         return total[: self.batch]
 
-    def per_input(self, values: list[torch.Tensor]) -> torch.Tensor:
-        """Per bin [T, width] -> [B, m], in the order of chosen."""
-        out = values[0].new_zeros(self.batch * self.m + 1)
-        for b, v in zip(self.bins, values):
-            out[b.pairs.reshape(-1)] = v.reshape(-1)  # the padding all lands on the extra slot
+    def dots(self, per_pair: list[torch.Tensor], delta: torch.Tensor) -> torch.Tensor:
+        """[B, m]: delta_b . values of each pair, in the order of chosen."""
+        out = delta.new_zeros(self.batch * self.m + 1)
+        padded = _padded(delta)
+        for b, values in zip(self.bins, per_pair):
+            step = max(1, DEFAULT_CHUNK_BYTES // (32 * values[0].numel()))  # gathered deltas: an eighth of it
+            for start in range(0, len(b.tasks), step):
+                stop = start + step
+                dots = torch.linalg.vecdot(values[start:stop], padded[b.inputs[start:stop]])
+                out[b.pairs[start:stop].reshape(-1)] = dots.reshape(-1)  # the padding lands on the extra slot
         return out[:-1].view(self.batch, self.m)
 
     def products(self, sup: Superposition, site: int, h: torch.Tensor) -> list[torch.Tensor]:
         """Per bin [T, width, out]: (W * M^i) h_b for every pair."""
-        return [self._bmm(sup, site, index, gathered, transpose=True) for index, gathered in enumerate(self.gather(h))]
+        padded, results = _padded(h), []
+        for b in self.bins:
+            out = h.new_empty(*b.inputs.shape, sup.net.base()[site].shape[0])
+            for start, stop in self._chunks(sup, site, b):
+                masked = self._masked_weights(sup, site, b, start, stop)
+                torch.bmm(padded[b.inputs[start:stop]], masked.transpose(1, 2), out=out[start:stop])
+            results.append(out)
+        return results
 
-    def transposed_products(self, sup: Superposition, site: int, spread: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Per bin [T, width, in]: (W * M^i)^T delta_b for every pair."""
-        return [self._bmm(sup, site, index, values, transpose=False) for index, values in enumerate(spread)]
+    def transposed_sum(self, sup: Superposition, site: int, delta: torch.Tensor) -> torch.Tensor:
+        """[B, in]: each input's sum over its pairs of (W * M^i)^T delta_b."""
+        padded = _padded(delta)
+        total = delta.new_zeros(self.batch + 1, sup.net.base()[site].shape[1])
+        for b in self.bins:
+            for start, stop in self._chunks(sup, site, b):
+                masked = self._masked_weights(sup, site, b, start, stop)
+                through = torch.bmm(padded[b.inputs[start:stop]], masked)
+                total.index_add_(0, b.inputs[start:stop].reshape(-1), through.reshape(-1, through.shape[2]))
+        return total[: self.batch]
 
-    def _bmm(self, sup: Superposition, site: int, index: int, left: torch.Tensor, transpose: bool) -> torch.Tensor:
-        shape = sup.net.base()[site].shape
-        out = left.new_empty(*left.shape[:2], shape[0] if transpose else shape[1])
-        tasks = self.bins[index].tasks
-        for start in range(0, len(tasks), sup.chunk):
-            stop = min(start + sup.chunk, len(tasks))
-            masked = self._masked_weights(sup, site, index, start, stop)
-            torch.bmm(left[start:stop], masked.transpose(1, 2) if transpose else masked, out=out[start:stop])
-        return out
+    @staticmethod
+    def _chunks(sup: Superposition, site: int, b: _Bin) -> list[tuple[int, int]]:
+        """Tasks of a bin taken together: their gathered inputs and their masked weights each within an
+        eighth of DEFAULT_CHUNK_BYTES."""
+        out, inp = sup.net.base()[site].shape
+        step = max(1, min(DEFAULT_CHUNK_BYTES // (32 * b.inputs.shape[1] * max(out, inp)),
+                          DEFAULT_CHUNK_BYTES // (32 * out * inp)))
+        return [(start, min(start + step, len(b.tasks))) for start in range(0, len(b.tasks), step)]
 
-    def _masked_weights(self, sup: Superposition, site: int, index: int, start: int, stop: int) -> torch.Tensor:
-        tasks = self.bins[index].tasks
-        if len(tasks) == sup.tasks:  # every task, in order: no copy
+    @staticmethod
+    def _masked_weights(sup: Superposition, site: int, b: _Bin, start: int, stop: int) -> torch.Tensor:
+        if len(b.tasks) == sup.tasks:  # every task, in order: read in place
             return sup.masked_weights(site, start, stop)
-        key = (site, index, start)
-        if key not in self.weights:
-            self.weights[key] = sup.masked_weights_of(site, tasks[start:stop])
-        return self.weights[key]
+        return sup.masked_weights_of(site, b.tasks[start:stop])
+
+
+def _padded(per_input: torch.Tensor) -> torch.Tensor:
+    """[B, f] with a row of zeros appended: what the padding of a bin reads."""
+    return torch.cat([per_input, per_input.new_zeros(1, per_input.shape[1])])
 
 
 def _activation_backward(sup: Superposition, a: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
-    with torch.enable_grad():
-        a = a.detach().requires_grad_()
-        return torch.autograd.grad(_activation(sup, a), a, upstream)[0]
+    """upstream times the activation's derivative at a (written out: autograd given an upstream
+    gradient imports torch.fx on its first call, 1.6 s of a command's start-up)."""
+    if sup.net.spec.activation == "relu":
+        return upstream * (a > 0)
+    sigmoid = torch.sigmoid(a)
+    return upstream * sigmoid * (1 + a * (1 - sigmoid))
 
 
 def _binary_shared(sup: Superposition, x: torch.Tensor, kind: str) -> torch.Tensor:
