@@ -86,7 +86,7 @@ def inference_rates(sup: inference.Superposition, x: torch.Tensor, singles: int 
     """Images per second of GG and of each inference method (entropy), each input on its own: all of
     x in one call, and (under "batch_1") `singles` images given one at a time, as `supsup infer img`."""
     rates: dict[str, Any] = {"batch_1": {}}
-    for method in ("one-shot", "binary"):
+    for method in inference.METHODS:
         _synchronize(x.device)
         started = time.perf_counter()
         for row in range(min(singles, x.shape[0])):

@@ -95,10 +95,10 @@ def _show_protocol(results: dict[str, Any], protocol: str, rows: list[int], posi
 
 
 def _show_speed_suite(results: dict[str, Any]) -> None:
-    columns = ["k", "gg", "one-shot", "binary", "exhaustive", "one-shot (1)", "binary (1)", "peak MiB",
-               "GFLOP/s (matmul)"]
+    columns = ["k", "gg", "one-shot", "binary", "exhaustive", "one-shot (1)", "binary (1)", "exhaustive (1)",
+               "peak MiB", "GFLOP/s (matmul)"]
     output.emit_table(columns, [[row["k"], *[_number(row[c]) for c in columns[1:5]],
-                                 *[_number(row["batch_1"][m]) for m in ("one-shot", "binary")],
+                                 *[_number(row["batch_1"][m]) for m in ("one-shot", "binary", "exhaustive")],
                                  _number(row["peak_memory_mib"]),
                                  f"{_number(row['gflops']['contraction'])} ({_number(row['gflops']['matmul'])})"]
                                 for row in results["by_k"]],
