@@ -453,6 +453,7 @@ def _speed(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: tor
            train_seconds: list[float], tasks: int, steps: int, timers: dict[str, Timed]) -> dict[str, Any]:
     # A residual network's step costs about a hundred of an MLP's: fewer of them make the same estimate.
     steps_per_block, blocks = (60, 5) if net.spec.family == "mlp" else (5, 3)
+    steps_per_block = min(steps_per_block, max(5, steps))  # never ten times the training it reports on
     times = speed.training_step_times(net, _train_tensors(first, net.spec, device), TrainConfig(seed=config.seed),
                                       steps_per_block, blocks)
     trained_images = len(train_seconds) * steps * TrainConfig().batch_size
