@@ -18,6 +18,7 @@ from supsup_cli.errors import InvalidArgument
 from supsup_cli.masks import binarize, er_densities, layer_densities, straight_through, threshold_masked_weight
 from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
 from supsup_cli.registry import ArchSpec, mask_sites, weight_layers
+from supsup_cli.weights import kaiming_constant
 
 Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accuracy)
 
@@ -110,10 +111,15 @@ class TrainedMask:
 
 def initial_scores(net: MaskedNet, config: TrainConfig, previous_mean: Sequence[torch.Tensor] | None,
                    generator: torch.Generator) -> list[torch.Tensor]:
-    """Kaiming-uniform scores (neuron masks: zeros, i.e. all kept), or the running mean of earlier masks.
+    """Kaiming-uniform scores (neuron masks: zeros, i.e. all kept), or transfer from earlier tasks.
 
-    With `previous_mean`, an edge kept by every earlier task starts at +bound and one kept by none at
-    -bound (top-k masks: at bound and 0); a 1e-3 x bound jitter breaks ties.
+    Transfer (`previous_mean`: the running mean of the earlier masks, in [0, 1]) follows the paper's
+    appendix D.5: the mean times the layer's Kaiming fan-in constant sqrt(2 / fan_in), the
+    magnitude of its base weights, so that the scores' norm is that of a fresh start. That is for
+    top-k masks, which rank scores; threshold masks keep scores >= 0, so their mean is centred
+    first (2 x mean - 1): an edge kept by most earlier tasks starts kept. A 1e-3 x bound jitter
+    breaks ties. (The paper's code averages the earlier tasks' trained scores instead, which an
+    archive does not keep.)
     """
     scores = []
     for index, site in enumerate(mask_sites(net.spec)):
@@ -123,9 +129,15 @@ def initial_scores(net: MaskedNet, config: TrainConfig, previous_mean: Sequence[
             start = fresh if net.spec.mask_on == "weights" else torch.zeros(site.shape)
         else:
             mean = previous_mean[index].reshape(site.shape).float().cpu()
-            start = bound * (mean if config.top_k else 2 * mean - 1) + 1e-3 * fresh
+            start = _transfer_scale(net, index) * (mean if config.top_k else 2 * mean - 1) + 1e-3 * fresh
         scores.append(start)
     return scores
+
+
+def _transfer_scale(net: MaskedNet, index: int) -> float:
+    if net.spec.mask_on == "neurons":
+        return 1.0
+    return float(kaiming_constant(weight_layers(net.spec)[index]))
 
 
 def _score_bound(net: MaskedNet, index: int) -> float:

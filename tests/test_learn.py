@@ -7,8 +7,9 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
-from supsup_cli import archive
+from supsup_cli import archive, registry
 from tests.conftest import REPO
 
 
@@ -113,3 +114,23 @@ def test_a_ctrl_c_that_python_swallows_still_stops_training(lenet_archive, cli, 
     assert swallowed == [KeyboardInterrupt]
     assert result.code == 130 and result.err.startswith("supsup: error: interrupted")
     assert lenet_archive.read_bytes() == before
+
+
+def test_transfer_starts_from_the_mean_mask_times_the_kaiming_fan_in_constant():
+    """Appendix D.5: the running mean of the earlier masks, normalized by sqrt(2 / fan_in); top-k masks
+    rank it as it is, threshold masks centre it at the threshold."""
+    from supsup_cli.models import build
+    from supsup_cli.training import TrainConfig, initial_scores
+    from supsup_cli.weights import base_weights
+
+    spec = registry.resolve("resnet18-narrow")
+    net = build(spec, base_weights(spec, 0))
+    means = [torch.rand(site.shape, generator=torch.Generator().manual_seed(i))
+             for i, site in enumerate(registry.mask_sites(spec))]
+    top_k = initial_scores(net, TrainConfig(density=0.1), means, torch.Generator().manual_seed(0))
+    threshold = initial_scores(net, TrainConfig(), means, torch.Generator().manual_seed(0))
+    for layer, mean, ranked, centred in zip(registry.weight_layers(spec), means, top_k, threshold):
+        constant = (2 / layer.fan_in) ** 0.5
+        jitter = 1e-3 / layer.fan_in ** 0.5
+        assert torch.allclose(ranked, constant * mean, atol=jitter * 1.001, rtol=0)
+        assert torch.allclose(centred, constant * (2 * mean - 1), atol=jitter * 1.001, rtol=0)

@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from supsup_cli import archive, registry
+from supsup_cli.benchmark import baselines
 from supsup_cli.benchmark.experiment import BenchmarkConfig, _with_suite_recipe, suite_tasks
 from supsup_cli.data import datasets
+from supsup_cli.data.tasks import load_task
 from supsup_cli.masks import er_densities, layer_densities
-from supsup_cli.training import TrainConfig
+from supsup_cli.training import TrainConfig, task_tensors
+from supsup_cli.weights import base_weights
 
 NARROW = registry.resolve("resnet18-narrow")
 
@@ -128,3 +131,35 @@ def test_learn_task_epochs_set_the_steps_from_the_number_of_examples(cli, tmp_pa
         assert opened.tasks[0].training["epochs"] == 1 and opened.tasks[0].training["steps"] == -(-examples // 128)
     both = cli("learn-task", path, "--classes", "2,3", "--epochs", "1", "--steps", "10")
     assert both.code == 2 and "--steps has no effect with --epochs" in both.err
+
+
+def test_separate_heads_train_only_their_heads_and_keep_each_tasks_statistics(all_classes_cifar):
+    """On a frozen trunk, each task's head and batch-norm statistics are its own: training the next
+    task changes neither the trunk nor what an earlier task predicts."""
+    spec = registry.resolve("resnet18-narrow")
+    weights = base_weights(spec, 0)
+    heads = baselines.FixedTrunk(baselines.fresh_dense(spec, weights, torch.device("cpu")), torch.from_numpy(weights[-1]))
+    tasks = [task_tensors(load_task(d, "train"), spec, torch.device("cpu"))
+             for d in suite_tasks("split-cifar100", 2, seed=0)]
+    probe = tasks[0].inputs(torch.arange(12))
+    heads.train_task(tasks[0], TrainConfig(steps=3, seed=0))
+    first = heads.net.eval()(probe).clone()
+    heads.train_task(tasks[1], TrainConfig(steps=3, seed=1))
+    assert all(torch.equal(layer, torch.from_numpy(w)) for layer, w in zip(heads.net.layers[:-1], weights[:-1]))
+    assert not torch.equal(heads.tasks[0][0], heads.tasks[1][0])  # heads differ
+    assert not np.array_equal(heads.tasks[0][1], heads.tasks[1][1])  # and so do the statistics
+    assert torch.equal(heads.with_head(0).eval()(probe), first)
+
+
+def test_the_preset_trains_every_table_2_baseline_in_the_same_run(cli, all_classes_cifar, tmp_path):
+    shown = cli("benchmark", "--suite", "split-cifar100", "--arch", "resnet18-narrow", "--tasks", "2", "--epochs", "1",
+                "--seed", "3", "--out", tmp_path / "out")
+    assert shown.code == 0, shown.err
+    matrix = json.loads((tmp_path / "out" / "results.json").read_text())["matrix"]
+    for name in ("upper-bound", "lower-bound", "separate-heads", "separate-heads-rand-w"):
+        assert all(0 <= value <= 1 for value in matrix[name][-1]), name
+    assert matrix["separate-heads"][-1][0] == matrix["upper-bound"][-1][0]  # its trunk is task 0's own model
+    assert "Separate Heads - Rand W" in shown.out and "separate-heads-rand-w" in shown.out
+    sizes = json.loads((tmp_path / "out" / "results.json").read_text())["summary"]["storage"]["baseline_bytes"]
+    stats = 4 * registry.stats_size(registry.resolve("resnet18-narrow"))
+    assert sizes["separate-heads-rand-w"] == 2 * (4 * 160 * 5 + stats)  # two heads of 160 x 5, and statistics

@@ -14,7 +14,8 @@ from supsup_cli import archive, choices, device as device_, hopfield, inference,
 from supsup_cli.autolearn import learn_auto
 from supsup_cli.benchmark import baselines, paper, result_store, speed
 from supsup_cli.benchmark.listener import Listener
-from supsup_cli.benchmark.suites import DEFAULT_OUTPUT_SIZES, DEFAULT_TASKS, SPLIT_CIFAR100_RECIPE, SUITES, suite_tasks
+from supsup_cli.benchmark.suites import (DEFAULT_OUTPUT_SIZES, DEFAULT_TASKS, SEPARATE_HEADS_SUITES,
+                                         SPLIT_CIFAR100_RECIPE, SUITES, suite_tasks)
 from supsup_cli.benchmark.evaluation import (EvalSet, EvalSets, Timed, fraction, gg_accuracy, gnu_accuracy, hopfield_accuracy,
                                              paper_gg_accuracy, paper_gnu_accuracy)
 from supsup_cli.benchmark.matrices import Rows, pad
@@ -145,6 +146,8 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         run = scenario(path, config, device, listener)
     rows = checkpoints(len(run.datas))
     if config.baselines:
+        if "storage" in run.extra:  # scenario NNs reports no storage
+            run.extra["storage"]["baseline_bytes"] = _baseline_bytes(run.spec, run.weights, len(run.datas), config.suite)
         run.rows.add_baselines(_baselines(run.spec, run.weights, run.datas, run.evals, rows, config, run.steps,
                                           device, listener))
     figures = paper.figures(config.suite, run.spec.name, run.spec.output_size, run.steps, config.scenario)
@@ -291,7 +294,7 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     held = records[: len(wanted)]
     _check_resumable(path, spec, held, wanted, config)
     missing = wanted[len(held):]
-    listener.plan(len(missing) * config.steps * (3 if config.baselines else 1),
+    listener.plan(_planned_steps(config, len(missing), len(wanted)),
                   sum(c * c for c in checkpoints(len(wanted))))
     training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget,
                            er_scale=config.er_scale)
@@ -344,7 +347,7 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
     evals = EvalSets(datas, config.eval_images, config.seed, spec, device)
     real = sorted({o for d in datas
                    for o in real_outputs(spec, d.task_classes(datasets.spec_of(d.dataset).num_classes))})
-    listener.plan(len(datas) * config.steps * (3 if config.baselines else 1),
+    listener.plan(_planned_steps(config, len(datas), len(datas)),
                   sum(c * c for c in checkpoints(len(datas))))
     rows = Rows(config.protocols, len(datas))
     timers: dict[str, Timed] = {}
@@ -423,13 +426,15 @@ def _baselines(spec, weights, datas, evals, rows, config, steps, device, listene
     def train_config(index: int, data: TaskData) -> TrainConfig:  # the batches of that task's supermask
         return TrainConfig(steps=steps, seed=prng.task_seed(config.seed, index, data.default_name(), config.seed))
 
-    upper = []
+    upper, first_model = [], None
     for j, data in enumerate(datas):
         listener.start(f"upper bound {j + 1}/{len(datas)}", steps)
         net = baselines.fresh_dense(spec, weights, device)
         baselines.train_dense(net, _train_tensors(data, spec, device), train_config(j, data),
                               lambda s, *_: listener.advance(s))
         upper.append(_dense_accuracy(net, evals[j]))
+        if j == 0:
+            first_model = net  # the trunk of "separate heads", trained on the first task
     lower_net, lower = baselines.SeparateHeads(spec, weights, device), []
     for i, data in enumerate(datas):
         listener.start(f"lower bound {i + 1}/{len(datas)}", steps)
@@ -437,7 +442,43 @@ def _baselines(spec, weights, datas, evals, rows, config, steps, device, listene
                              lambda s, *_: listener.advance(s))
         if i + 1 in rows:
             lower.append(pad([_dense_accuracy(lower_net.with_head(j), evals[j]) for j in range(i + 1)], len(datas)))
-    return {"upper-bound": [pad(upper[:c], len(datas)) for c in rows], "lower-bound": lower}
+    found = {"upper-bound": [pad(upper[:c], len(datas)) for c in rows], "lower-bound": lower}
+    if config.suite in SEPARATE_HEADS_SUITES:
+        initial_head = torch.from_numpy(weights[-1]).to(device)
+        trunks = {"separate-heads": first_model, "separate-heads-rand-w": baselines.fresh_dense(spec, weights, device)}
+        for name, trunk in trunks.items():
+            heads = baselines.FixedTrunk(trunk, initial_head)
+            for j, data in enumerate(datas):
+                if j == 0 and name == "separate-heads":
+                    heads.keep_as_is()  # the upper bound's first model, trunk and head
+                    continue
+                listener.start(f"{name} {j + 1}/{len(datas)}", steps)
+                heads.train_task(_train_tensors(data, spec, device), train_config(j, data),
+                                 lambda s, *_: listener.advance(s))
+            accuracy = [_dense_accuracy(heads.with_head(j), evals[j]) for j in range(len(datas))]
+            found[name] = [pad(accuracy[:c], len(datas)) for c in rows]
+    return found
+
+
+def _baseline_bytes(spec: registry.ArchSpec, weights, tasks: int, suite: str) -> dict[str, int]:
+    """What each baseline stores for all the tasks, in float32: models, trunks, heads and each task's
+    batch-norm statistics (a random trunk is regenerated from the seed, as the base network is)."""
+    model, head, stats = 4 * sum(w.size for w in weights), 4 * weights[-1].size, 4 * registry.stats_size(spec)
+    kept = {"upper-bound": tasks * (model + stats), "lower-bound": model + (tasks - 1) * head + stats}
+    if suite in SEPARATE_HEADS_SUITES:
+        kept["separate-heads"] = model + (tasks - 1) * head + tasks * stats
+        kept["separate-heads-rand-w"] = tasks * (head + stats)
+    return kept
+
+
+def _planned_steps(config: BenchmarkConfig, to_learn: int, tasks: int) -> int:
+    """Training steps still to run: the masks to learn, and every baseline's on all the tasks."""
+    baseline_tasks = 0
+    if config.baselines:
+        baseline_tasks = 2 * tasks  # upper and lower bound
+        if config.suite in SEPARATE_HEADS_SUITES:
+            baseline_tasks += 2 * tasks - 1  # heads on a trained trunk (its own first task's kept) and a random one
+    return (to_learn + baseline_tasks) * config.steps
 
 
 def _train_tensors(data: TaskData, spec, device):

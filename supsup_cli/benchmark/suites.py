@@ -13,6 +13,9 @@ DEFAULT_OUTPUT_SIZES = {"rotated-mnist": 200}  # the paper's code for Table 6; e
 # a scale s of 1-32 (here 8 unless --er-scale says otherwise); Adam, cosine decay, crops and flips
 # are the residual networks' own defaults (training.TrainConfig.resolved).
 SPLIT_CIFAR100_RECIPE = {"epochs": 250, "budget": "er", "er_scale": 8.0}
+# Where the paper's Figure 2 sets supermasks beside heads on a fixed trunk (trained or random).
+SEPARATE_HEADS_SUITES = {"split-cifar100"}
+
 
 def suite_tasks(suite: str, count: int, seed: int = 0) -> list[TaskData]:
     if suite == "permuted-mnist":

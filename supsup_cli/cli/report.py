@@ -54,6 +54,12 @@ def show(results: dict[str, Any]) -> None:
                                     f"({_number(storage['bits_per_weight'], 3)} bits per weight)"),
             ("dense fp32 model per task", _number(storage["dense_fp32_bytes_per_task"])),
         ])
+        if storage.get("baseline_bytes"):
+            tasks, accuracy = results["checkpoints"][-1], summary["avg_accuracy"]
+            output.emit_table(["this run", f"bytes for {tasks} tasks", "accuracy %"],
+                              [["supsup (gg)", _number(storage["bytes_per_task"] * tasks), _percent(accuracy.get("gg"))]] +
+                              [[name, _number(size), _percent(accuracy.get(name))]
+                               for name, size in storage["baseline_bytes"].items()])
     if results["suite"] == "split-cifar100":
         output.emit_table(["paper, Table 2", "accuracy %", "bytes for 20 tasks"],
                           [[name, f"{value:.2f}", size] for name, rows in SPLIT_CIFAR100_GG.items() for value, size in rows])
