@@ -93,11 +93,12 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> Learn
 
 
 def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = None,
-                started: Callable[[int, LearnRequest], None] | None = None,
+                started: Callable[[int, LearnRequest, int], None] | None = None,
                 together: int = 1) -> Iterator[LearnedTask]:
     """Train and commit tasks one after another, each committed as soon as it is learned (a crash
     loses at most the tasks in training); yields each committed task's report. The network and the
-    datasets are built once for the whole sequence. `started(position, request)` announces each task.
+    datasets are built once for the whole sequence. `started(position, request, steps)` announces each
+    task and the steps it will train (--epochs: known once its examples are).
     With `together` > 1, that many tasks at a time train in one batched step (batched_training), with
     the masks they would get one at a time."""
     for request in requests:
@@ -112,18 +113,18 @@ def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = No
         nets: dict[str, MaskedNet] = {}
         for first in range(0, len(requests), together):
             chunk = requests[first : first + together]
-            for position, request in enumerate(chunk, start=first):
+            prepared = []
+            for request in chunk:
+                prepared.append(_prepare(request, device, nets, prepared))
+            for position, (request, task) in enumerate(zip(chunk, prepared), start=first):
                 if started is not None:
-                    started(position, request)
+                    started(position, request, task.config.steps)
             shown = progress if distributed.is_leader() else None
             if len(chunk) == 1:
-                (task,) = prepared = [_prepare(chunk[0], device, nets, ())]
+                (task,) = prepared
                 trained = [train_masks(nets[task.weights_digest], task_tensors(task.train, task.spec, device),
                                        task.config, task.previous_mean, shown)]
             else:
-                prepared = []
-                for request in chunk:
-                    prepared.append(_prepare(request, device, nets, prepared))
                 trained = _train_together(prepared, nets, device, shown)
             if not distributed.all_succeeded() or not distributed.is_leader():
                 continue

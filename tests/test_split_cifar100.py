@@ -9,6 +9,7 @@ import torch
 
 from supsup_cli import archive, registry
 from supsup_cli.benchmark import baselines
+from supsup_cli.cli import output
 from supsup_cli.benchmark.experiment import BenchmarkConfig, _with_suite_recipe, suite_tasks
 from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
@@ -120,13 +121,16 @@ def test_the_split_cifar100_preset_runs_and_says_what_ran(cli, all_classes_cifar
     assert "classes split by seed 3" in shown.out
 
 
-def test_learn_task_epochs_set_the_steps_from_the_number_of_examples(cli, tmp_path):
+def test_learn_task_epochs_set_the_steps_from_the_number_of_examples(cli, tmp_path, monkeypatch):
     path = tmp_path / "e.supsup"
     assert cli("init", path, "--arch", "lenet300-100").code == 0
+    totals = []  # the progress bar's, as a terminal would show it
+    real_bar = output.progress_bar
+    monkeypatch.setattr(output, "progress_bar", lambda label, total: totals.append(total) or real_bar(label, total))
     result = cli("learn-task", path, "--classes", "0,1", "--epochs", "1", "--json")
     assert result.code == 0, result.err
     examples = 5923 + 6742  # MNIST training images of classes 0 and 1
-    assert result.json_lines()[0]["steps"] == -(-examples // 128)
+    assert result.json_lines()[0]["steps"] == -(-examples // 128) == totals[0]
     with archive.Archive(path) as opened:
         assert opened.tasks[0].training["epochs"] == 1 and opened.tasks[0].training["steps"] == -(-examples // 128)
     both = cli("learn-task", path, "--classes", "2,3", "--epochs", "1", "--steps", "10")

@@ -304,13 +304,13 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     together = config.tasks_per_step
     chunk = [1]  # tasks in the current step: their progress is counted together
 
-    def started(position: int, request: LearnRequest) -> None:
+    def started(position: int, request: LearnRequest, steps: int) -> None:
         if position % together:
             return
         chunk[0] = min(together, len(missing) - position)
         first = len(held) + position + 1
         label = f"supermask {first}" if chunk[0] == 1 else f"supermasks {first}-{first + chunk[0] - 1}"
-        listener.start(f"{label}/{len(wanted)}", config.steps * chunk[0])
+        listener.start(f"{label}/{len(wanted)}", steps * chunk[0])
 
     def progress(step: int, loss: float, accuracy: float) -> None:
         listener.advance(step * chunk[0])

@@ -177,12 +177,13 @@ class _TaskProgress:
     def __exit__(self, *exc: object) -> None:
         self._bars.close()
 
-    def started(self, position: int, request) -> None:
+    def started(self, position: int, request, steps: int | None = None) -> None:
+        """A task begins; `steps` when it differs from --steps (--epochs sets it by the examples)."""
         interrupts.check()
         self._bars.close()
         label = request.name or request.data.default_name()
         counted = f" ({position + 1}/{self.tasks})" if self.tasks > 1 else ""
-        self._update = self._bars.enter_context(output.progress_bar(f"learning {label}{counted}", self.steps))
+        self._update = self._bars.enter_context(output.progress_bar(f"learning {label}{counted}", steps or self.steps))
         self._task_began = time.perf_counter()
         self._announce = f"learn-task: learning {label}{counted}" if not output.is_terminal() else None
 
