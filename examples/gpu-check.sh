@@ -2,6 +2,8 @@
 # On a machine with a CUDA GPU: the CUDA tests, then the speed figures, in well under 10 minutes.
 #   bash examples/gpu-check.sh        (a log in gpu-check.log, or in $OUT when it is set)
 # Uses the machine's own python3 and packages (torch, typer, rich, h5py, filelock, Pillow, scipy).
+# Where CIFAR-100's binary release is in the data cache ($SUPSUP_DATA, else ~/.cache/supsup) and
+# SPLIT_CIFAR100=1 is set, it then runs the paper's Table 2 experiment (hours: see the README).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -23,4 +25,13 @@ step() { echo; echo "=== $* ==="; }
     step "FC 1024-1024: one task on CUDA"
     $PYTHON -m supsup_cli init /tmp/gpu-fc.supsup --arch fc1024-1024 --force > /dev/null
     $PYTHON -m supsup_cli learn-task /tmp/gpu-fc.supsup --permute 1 --device cuda --json
+    CACHE=${SUPSUP_DATA:-$HOME/.cache/supsup}
+    if [ "${SPLIT_CIFAR100:-0}" = 1 ] && ls "$CACHE"/cifar100/cifar-100-binary* > /dev/null 2>&1; then
+        step "SplitCIFAR-100 as the paper's Table 2: 20 tasks, 250 epochs, ER budget s = ${ER_SCALE:-8}, every baseline"
+        time $PYTHON -m supsup_cli benchmark --suite split-cifar100 --arch resnet18-narrow --device cuda \
+            --er-scale "${ER_SCALE:-8}" --seed "${SEED:-0}" --archive "$RESULTS/split-cifar100.supsup" \
+            --out "$RESULTS/split-cifar100"
+    else
+        step "SplitCIFAR-100 skipped (set SPLIT_CIFAR100=1 with cifar-100-binary in $CACHE/cifar100)"
+    fi
 } 2>&1 | tee "$RESULTS/gpu-check.log"
