@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
 import traceback
@@ -82,9 +83,16 @@ data_app.command("export")(_examples_kept(learn_commands.export))
 app.add_typer(data_app, name="data")
 
 
+@functools.cache
+def _command() -> click.Command:
+    """The click command, built once per process: Typer reads every command's annotations to build
+    it (about 0.1 s here), which a process that runs many command lines would otherwise repeat."""
+    return typer.main.get_command(app)
+
+
 def run(argv: list[str]) -> int:
     """Run one command line; every failure becomes one line on stderr and an exit code."""
-    command = typer.main.get_command(app)
+    command = _command()
     try:
         with interrupts.watching():
             result = command.main(args=argv, prog_name="supsup", standalone_mode=False)
