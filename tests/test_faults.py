@@ -169,6 +169,7 @@ def _kill_trials(zygote, seed, argv, prepare, check, trials=PATH_TRIALS):
     assert zygote.run(*argv)[0] == 0
     check(0)
     assert killed >= 1
+    print(f"kill -9 during {seed}: {trials} trials, {killed} killed while running")  # for long runs (-s)
     return killed
 
 
