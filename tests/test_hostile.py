@@ -6,7 +6,8 @@ corpus, built from archives of every kind: random bytes, truncations, bit flips 
 the HDF5 content. Each case must end in a documented exit code with one line on stderr, or succeed;
 never exit 1 (an internal error), a traceback or a hang. SUPSUP_HOSTILE_CASES scales the corpus
 (the cases of all commands together; 250 by default, 100,000 for a long run), spread so that the
-commands that train or evaluate on data, the slow ones, get a fifth of the others' share.
+commands that train or evaluate on data, the slow ones, get a fifth of the others' share;
+SUPSUP_HOSTILE_SHARD=i/n runs a piece of them.
 """
 
 import os
@@ -28,6 +29,9 @@ from supsup_cli.hopfield_store import hopfield_store
 from tests.conftest import REPO, dummy_record, random_masks
 
 TOTAL_CASES = int(os.environ.get("SUPSUP_HOSTILE_CASES", "250"))
+# "i/n": only the cases whose number is i modulo n, so that a long run can go in pieces that each end
+# (each case draws from its own seed, so a piece is the same cases whichever others ran)
+SHARD, SHARDS = (int(part) for part in os.environ.get("SUPSUP_HOSTILE_SHARD", "0/1").split("/"))
 DOCUMENTED = {0} | set(BY_ERROR.values())  # 1 is "internal error": a bug
 SECONDS_PER_CASE = 20  # of CPU time: a hang, not a speed limit (most cases take milliseconds), and
 # unaffected by a loaded or paused machine; a case blocked without spinning meets the wall-clock limit
@@ -142,11 +146,11 @@ def _alarm(signum, frame):
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_command_survives_the_hostile_corpus(cli, corpus, tmp_path, command):
     root, kinds, originals = corpus
-    rng = random.Random(f"hostile/{command}")
     outcomes: dict[int, int] = {}
     previous = signal.signal(signal.SIGALRM, _alarm), signal.signal(signal.SIGPROF, _alarm)
     try:
-        for case in range(_cases(command)):
+        for case in range(SHARD, _cases(command), SHARDS):
+            rng = random.Random(f"hostile/{command}/{case}")
             kind = list(originals)[case % len(originals)]
             path, out = tmp_path / f"case-{case}.supsup", tmp_path / f"out-{case}.supsup"
             path.write_bytes(_hostile(originals[kind], rng))
