@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from supsup_cli import choices
 from supsup_cli.errors import InvalidArgument
+from supsup_cli.candidate_pairs import CandidatePairs
 from supsup_cli.masks import SignedUnpacking, packed_counts, packed_dot, unpack
 from supsup_cli.models import MaskedNet
 from supsup_cli.registry import mask_sites
@@ -293,112 +294,6 @@ def candidate_gradients(sup: Superposition, first: torch.Tensor, chosen: torch.T
         grads += pairs.dots(per_pair[site - 1], delta)
         delta = _activation_backward(sup, pre[site - 1], pairs.transposed_sum(sup, site, delta) / m)
     return grads + torch.bmm(first, delta.unsqueeze(2)).squeeze(2)
-
-
-@dataclass(frozen=True)
-class _Bin:
-    tasks: torch.Tensor  # [T] task indices
-    inputs: torch.Tensor  # [T, width]: the inputs holding each task, padded with B
-    pairs: torch.Tensor  # [T, width]: the same pairs as indices b * m + j into chosen, B * m at the padding
-
-
-@dataclass(frozen=True)
-class CandidatePairs:
-    """A round's (input, candidate) pairs grouped by task. Tasks held by similar numbers of inputs
-    (within a factor of two) share a bin, padded to its largest, so the padding stays under half the
-    work whether the inputs agree on their candidates (a few tasks held by all) or not (every task
-    held by a few)."""
-
-    bins: list[_Bin]
-    batch: int
-    m: int
-
-    @classmethod
-    def of(cls, chosen: torch.Tensor, tasks: int) -> "CandidatePairs":
-        batch, m = chosen.shape
-        task = chosen.reshape(-1)
-        order = torch.argsort(task, stable=True)  # pair indices, grouped by task
-        counts = torch.bincount(task, minlength=tasks)
-        starts = counts.cumsum(0) - counts
-        slot = torch.arange(task.numel(), device=task.device) - starts[task[order]]
-        by_count = torch.argsort(counts, descending=True, stable=True)
-        sorted_counts = counts[by_count].tolist()
-        bins, first = [], 0
-        while first < tasks and sorted_counts[first] > 0:
-            width = sorted_counts[first]
-            last = first
-            while last < tasks and 2 * sorted_counts[last] > width:
-                last += 1
-            members = by_count[first:last].sort().values  # in task order: all k of them are a plain slice
-            rank = torch.full((tasks,), -1, dtype=torch.long, device=task.device)
-            rank[members] = torch.arange(last - first, device=task.device)
-            inside = rank[task[order]] >= 0
-            pairs = torch.full((last - first, width), batch * m, dtype=torch.long, device=task.device)
-            pairs[rank[task[order][inside]], slot[inside]] = order[inside]
-            bins.append(_Bin(members, torch.where(pairs < batch * m, pairs // m, batch), pairs))
-            first = last
-        return cls(bins, batch, m)
-
-    def sum_per_input(self, per_pair: list[torch.Tensor]) -> torch.Tensor:
-        """Per bin [T, width, f] -> [B, f]: each input's sum over its pairs."""
-        total = per_pair[0].new_zeros(self.batch + 1, per_pair[0].shape[2])
-        for b, values in zip(self.bins, per_pair):
-            total.index_add_(0, b.inputs.reshape(-1), values.reshape(-1, values.shape[2]))
-        return total[: self.batch]
-
-    def dots(self, per_pair: list[torch.Tensor], delta: torch.Tensor) -> torch.Tensor:
-        """[B, m]: delta_b . values of each pair, in the order of chosen."""
-        out = delta.new_zeros(self.batch * self.m + 1)
-        padded = _padded(delta)
-        for b, values in zip(self.bins, per_pair):
-            step = max(1, DEFAULT_CHUNK_BYTES // (32 * values[0].numel()))  # gathered deltas: an eighth of it
-            for start in range(0, len(b.tasks), step):
-                stop = start + step
-                dots = torch.linalg.vecdot(values[start:stop], padded[b.inputs[start:stop]])
-                out[b.pairs[start:stop].reshape(-1)] = dots.reshape(-1)  # the padding lands on the extra slot
-        return out[:-1].view(self.batch, self.m)
-
-    def products(self, sup: Superposition, site: int, h: torch.Tensor) -> list[torch.Tensor]:
-        """Per bin [T, width, out]: (W * M^i) h_b for every pair."""
-        padded, results = _padded(h), []
-        for b in self.bins:
-            out = h.new_empty(*b.inputs.shape, sup.net.base()[site].shape[0])
-            for start, stop in self._chunks(sup, site, b):
-                masked = self._masked_weights(sup, site, b, start, stop)
-                torch.bmm(padded[b.inputs[start:stop]], masked.transpose(1, 2), out=out[start:stop])
-            results.append(out)
-        return results
-
-    def transposed_sum(self, sup: Superposition, site: int, delta: torch.Tensor) -> torch.Tensor:
-        """[B, in]: each input's sum over its pairs of (W * M^i)^T delta_b."""
-        padded = _padded(delta)
-        total = delta.new_zeros(self.batch + 1, sup.net.base()[site].shape[1])
-        for b in self.bins:
-            for start, stop in self._chunks(sup, site, b):
-                masked = self._masked_weights(sup, site, b, start, stop)
-                through = torch.bmm(padded[b.inputs[start:stop]], masked)
-                total.index_add_(0, b.inputs[start:stop].reshape(-1), through.reshape(-1, through.shape[2]))
-        return total[: self.batch]
-
-    @staticmethod
-    def _chunks(sup: Superposition, site: int, b: _Bin) -> list[tuple[int, int]]:
-        """Tasks of a bin taken together: their gathered inputs and their masked weights each within an
-        eighth of DEFAULT_CHUNK_BYTES."""
-        out, inp = sup.net.base()[site].shape
-        step = max(1, min(DEFAULT_CHUNK_BYTES // (32 * b.inputs.shape[1] * max(out, inp)),
-                          DEFAULT_CHUNK_BYTES // (32 * out * inp)))
-        return [(start, min(start + step, len(b.tasks))) for start in range(0, len(b.tasks), step)]
-
-    @staticmethod
-    def _masked_weights(sup: Superposition, site: int, b: _Bin, start: int, stop: int) -> torch.Tensor:
-        if len(b.tasks) == sup.tasks:  # every task, in order: read in place
-            return sup.masked_weights(site, start, stop)
-        return sup.masked_weights_of(site, b.tasks[start:stop])
-
-
-def _padded(per_input: torch.Tensor) -> torch.Tensor:
-    """[B, f] with a row of zeros appended: what the padding of a bin reads."""
-    return torch.cat([per_input, per_input.new_zeros(1, per_input.shape[1])])
 
 
 def _activation_backward(sup: Superposition, a: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
