@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from supsup_cli import distributed
+from supsup_cli import distributed, flat_training
 from supsup_cli.augment import crop_and_flip
 from supsup_cli.data.tasks import TaskExamples
 from supsup_cli.errors import InvalidArgument
@@ -248,15 +248,34 @@ def scores_of_mask(net: MaskedNet, masks: Sequence[torch.Tensor], config: TrainC
 
 def train_masks(net: MaskedNet, task: TaskTensors, config: TrainConfig,
                 previous_mean: Sequence[torch.Tensor] | None = None, progress: Progress | None = None) -> TrainedMask:
+    """Train one task's mask: on the flat path where it applies (the same masks, faster), else autograd's."""
     generator = torch.Generator().manual_seed(config.seed)
-    trainer = MaskTrainer(net, config, initial_scores(net, config, previous_mean, generator))
-    stream = batches(len(task.targets), min(config.batch_size, len(task.targets)), generator, task.images.device)
+    scores = initial_scores(net, config, previous_mean, generator)
+    batch_size = min(config.batch_size, len(task.targets))
+    stream = batches(len(task.targets), batch_size, generator, task.images.device)
+    resolved = config.resolved(net.spec)
+    if flat_training.flat_refusal(net.spec, resolved, task.augment) is None and len(task.mean) == 1:
+        return _train_flat(net, task, resolved, scores, stream, batch_size, progress)
+    trainer = MaskTrainer(net, config, scores)
     net.reset_stats()
     net.train()
 
     def step(_: int, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = distributed.shard(batch)
         return *trainer.step(task.inputs(index, generator), task.targets[index]), task.targets[index]
+
+    seconds, final_loss = fit(config.steps, stream, step, progress)
+    return TrainedMask(trainer.masks(), seconds, final_loss, net.stats_vector())
+
+
+def _train_flat(net: MaskedNet, task: TaskTensors, config: TrainConfig, scores: list[torch.Tensor],
+                stream: Iterator[torch.Tensor], batch_size: int, progress: Progress | None) -> TrainedMask:
+    trainer = flat_training.FlatMaskTrainer(net, scores, config.lr)
+    inputs = flat_training.FlatInputs(task.images, task.mean, task.std, batch_size)
+
+    def step(_: int, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        targets = task.targets[batch]
+        return *trainer.step(inputs(batch), targets), targets
 
     seconds, final_loss = fit(config.steps, stream, step, progress)
     return TrainedMask(trainer.masks(), seconds, final_loss, net.stats_vector())

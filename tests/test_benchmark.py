@@ -75,8 +75,14 @@ def test_existing_archive_is_evaluated_without_training_and_gated(small_run, cli
 
 
 def test_speed_suite_reports_rates_per_k(cli, capsys):
-    result = cli("benchmark", "--suite", "speed", "--tasks", "12", "--eval-images", "16", "--json")
+    result = cli("benchmark", "--suite", "speed", "--tasks", "12", "--eval-images", "16", "--steps", "6",
+                 "--tasks-per-step", "2", "--json")
     assert result.code == 0, result.err
+    training = result.json()["training"]  # issue 26: training beside the matrix products its steps need
+    assert training["steps"] == 6 and training["tasks_per_step"] == 2
+    assert training["how"] in ("one task at a time", "2 tasks per step")
+    assert training["seconds_per_task"] == min(training["one_at_a_time_seconds"], training["together_seconds_per_task"])
+    assert training["floor_ratio"] == training["seconds_per_task"] / training["matmul_seconds_per_task"] > 0
     rows = result.json()["by_k"]
     assert [r["k"] for r in rows] == [10, 12]
     assert all(r[m] > 0 for r in rows for m in ("gg", "one-shot", "binary", "exhaustive"))
@@ -88,6 +94,7 @@ def test_speed_suite_reports_rates_per_k(cli, capsys):
     report.show(result.json())
     shown = capsys.readouterr().out
     assert "GFLOP/s" in shown and "supsup infer of one image at k = 12" in shown
+    assert "training, 6 steps a task" in shown and "x the floor" in shown
 
 
 def test_bad_benchmark_arguments(cli):

@@ -29,7 +29,7 @@ REFUSED = [
     (["learn-task", "{a}", "--permute", "2-3", "--auto", "--tasks-per-step", "2"],
      "--tasks-per-step has no effect with --auto"),
     (["benchmark", "--scenario", "nns", "--tasks-per-step", "2"], "nns decides which mask each batch trains"),
-    (["benchmark", "--suite", "speed", "--tasks-per-step", "2"], "--tasks-per-step has no effect with --suite speed"),
+    (["benchmark", "--suite", "speed", "--quick"], "--quick has no effect with --suite speed"),
 ]
 
 

@@ -7,7 +7,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ from supsup_cli import archive, inference
 from supsup_cli.archive.records import TaskRecord
 from supsup_cli.models import DenseNet, MaskedNet
 from supsup_cli.registry import ArchSpec, mask_sites
-from supsup_cli.training import Learner, TaskTensors, TrainConfig, batches, initial_scores, masked_logits
+from supsup_cli.batched_training import stacking_refusal, train_masks_together
+from supsup_cli.training import (Learner, TaskTensors, TrainConfig, batches, initial_scores, masked_logits,
+                                 train_masks)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,69 @@ def training_step_times(net: MaskedNet, task: TaskTensors, config: TrainConfig, 
             _synchronize(device)
             best[step] = min(best[step], (time.perf_counter() - started) / steps)
     return StepTimes(best[masked_step], best[dense_step])
+
+
+@dataclass(frozen=True)
+class TrainingFloor:
+    """One task's training time, the best way supsup trains it, beside the time of the matrix products
+    its steps need, timed as plain contiguous fp32 `torch.mm` calls in the same process."""
+
+    steps: int
+    seconds_per_task: float
+    how: str  # "one task at a time" or "N tasks per step"
+    one_at_a_time_seconds: float
+    tasks_per_step: int
+    together_seconds_per_task: float | None  # None: these masks cannot share a step
+    matmul_seconds_per_task: float
+
+    @property
+    def floor_ratio(self) -> float:
+        return self.seconds_per_task / self.matmul_seconds_per_task
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{key: getattr(self, key) for key in self.__dataclass_fields__}, "floor_ratio": self.floor_ratio}
+
+
+def training_floor(net: MaskedNet, tasks: list[TaskTensors], config: TrainConfig, rounds: int = 2) -> TrainingFloor:
+    """Train a task one at a time, then `len(tasks)` tasks in one batched step where they can share
+    one; right after each, time the products of one task's steps. Best of `rounds` each."""
+    config = config.resolved(net.spec)
+    batch = min(config.batch_size, len(tasks[0].targets))
+    together = len(tasks) if len(tasks) > 1 and stacking_refusal(net.spec, config) is None else None
+    one, shared, products = float("inf"), float("inf"), float("inf")
+    for round_ in range(rounds):
+        one = min(one, train_masks(net, tasks[0], config).seconds)
+        products = min(products, matmul_seconds(net, batch, config.steps))
+        if together is not None:
+            configs = [replace(config, seed=config.seed + round_ + i) for i in range(together)]
+            shared = min(shared, train_masks_together(net, tasks, configs)[0].seconds)
+            products = min(products, matmul_seconds(net, batch, config.steps))
+    best_shared = together is not None and shared < one
+    return TrainingFloor(steps=config.steps, seconds_per_task=shared if best_shared else one,
+                         how=f"{together} tasks per step" if best_shared else "one task at a time",
+                         one_at_a_time_seconds=one, tasks_per_step=together or 1,
+                         together_seconds_per_task=shared if together is not None else None,
+                         matmul_seconds_per_task=products)
+
+
+def matmul_seconds(net: MaskedNet, batch: int, steps: int) -> float:
+    """The matrix products of `steps` training steps of an MLP's mask at this batch: per layer the
+    forward product, the weight gradient, and the input gradient of every layer but the first."""
+    device = net.base()[0].device
+    operands = []
+    for index, weight in enumerate(net.base()):
+        outputs, inputs = weight.shape
+        shapes = [((batch, inputs), (inputs, outputs)), ((outputs, batch), (batch, inputs))]
+        if index > 0:
+            shapes.append(((batch, outputs), (outputs, inputs)))
+        operands += [(torch.randn(a, device=device), torch.randn(b, device=device)) for a, b in shapes]
+    _synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        for left, right in operands:
+            torch.mm(left, right)
+    _synchronize(device)
+    return time.perf_counter() - started
 
 
 def _synchronize(device: torch.device) -> None:

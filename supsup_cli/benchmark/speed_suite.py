@@ -14,9 +14,11 @@ from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import InvalidArgument
 from supsup_cli.models import build, real_outputs
+from supsup_cli.training import TrainConfig, task_tensors
 from supsup_cli.weights import base_weights
 
 SPEED_KS = (10, 100, 1000, 2500)
+TASKS_PER_STEP = 5  # tasks trained together when the suite times batched training
 
 
 def speed_ks(tasks: int | None) -> tuple[int, ...]:
@@ -29,12 +31,20 @@ def speed_ks(tasks: int | None) -> tuple[int, ...]:
 
 
 def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = SPEED_KS, images: int = 256,
-                seed: int = 0, listener: Listener | None = None) -> dict[str, Any]:
-    """Inference images/s and memory as k grows, with random half-density masks."""
+                seed: int = 0, listener: Listener | None = None, steps: int = 1000, output_size: int | None = None,
+                tasks_per_step: int = TASKS_PER_STEP) -> dict[str, Any]:
+    """Training time against its matrix products (weight-masked MLPs), then inference images/s and
+    memory as k grows, with random half-density masks."""
     listener = listener or Listener()
     device = device_.resolve(device_name)
-    spec = registry.resolve(arch)
+    spec = registry.resolve(arch, output_size)
     net = build(spec, base_weights(spec, seed)).to(device)
+    training = None
+    if spec.family == "mlp" and spec.mask_on == "weights":
+        listener.start(f"training {steps} steps, one task and {tasks_per_step} at once", 0)
+        train = [task_tensors(load_task(TaskData("mnist", permute=p + 1), "train"), spec, device)
+                 for p in range(max(1, tasks_per_step))]
+        training = speed.training_floor(net, train, TrainConfig(steps=steps, seed=seed)).to_dict()
     examples = load_task(TaskData("mnist", permute=0), "test")
     x = EvalSet.of(examples, images, spec, device).x
     real = real_outputs(spec, examples.classes)
@@ -47,5 +57,6 @@ def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = SPEED_KS, ima
     listener.start(f"supsup infer, one image, k = {ks[-1]}", 0)
     with tempfile.TemporaryDirectory(prefix="supsup-speed-") as scratch:
         seconds = speed.one_image_infer_seconds(spec, ks[-1], examples.images[0], Path(scratch), str(device))
-    return {"suite": "speed", "arch": spec.name, "device": str(device), "images": images, "by_k": rows,
+    return {"suite": "speed", "arch": spec.name, "output_size": spec.output_size, "device": str(device),
+            "training": training, "images": images, "by_k": rows,
             "infer_one_image_seconds": {"k": ks[-1], **seconds}}

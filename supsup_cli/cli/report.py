@@ -101,6 +101,15 @@ def _show_protocol(results: dict[str, Any], protocol: str, rows: list[int], posi
 
 
 def _show_speed_suite(results: dict[str, Any]) -> None:
+    training = results.get("training")
+    if training is not None:
+        together = training["together_seconds_per_task"]
+        output.emit_line(
+            f"training, {training['steps']} steps a task: {training['seconds_per_task']:.2f} s a task "
+            f"({training['how']}; one at a time {training['one_at_a_time_seconds']:.2f} s"
+            + (f", {training['tasks_per_step']} per step {together:.2f} s" if together is not None else "")
+            + f"); its matrix products {training['matmul_seconds_per_task']:.2f} s: "
+              f"{training['floor_ratio']:.2f}x the floor")
     columns = ["k", "gg", "one-shot", "binary", "exhaustive", "one-shot (1)", "binary (1)", "exhaustive (1)",
                "peak MiB", "GFLOP/s (matmul)"]
     output.emit_table(columns, [[row["k"], *[_number(row[c]) for c in columns[1:5]],
