@@ -61,6 +61,15 @@ class FlatMaskTrainer:
         self.masked_layers = self._layers(self.masked, weights)
         self.grad_layers = self._layers(self.grad, weights)
         self.lr = lr
+        self._nll_buffer: torch.Tensor | None = None
+        self._minus_inverse_batch = 0.0
+
+    def _nll_grad(self, shape: torch.Size) -> torch.Tensor:
+        if self._nll_buffer is None or self._nll_buffer.shape != shape:
+            self._nll_buffer = torch.empty(shape, device=self.weight.device)
+            # -(1 / B) rounded once in float32, as nll_loss's backward computes it
+            self._minus_inverse_batch = float(-(torch.ones((), dtype=torch.float32) / shape[0]))
+        return self._nll_buffer
 
     def _layers(self, flat: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [part.view(w.shape) for part, w in zip(flat.split(self.sizes), like)]
@@ -75,10 +84,12 @@ class FlatMaskTrainer:
             inputs.append(torch.relu(torch.mm(inputs[-1], weight.t())))
         logits = torch.mm(inputs[-1], last.t())
 
-        with torch.enable_grad():
-            leaf = logits.detach().requires_grad_()
-            loss = F.cross_entropy(leaf, targets)
-            (delta,) = torch.autograd.grad(loss, leaf)
+        log_probs = torch.log_softmax(logits, 1)
+        loss = F.nll_loss(log_probs, targets)
+        # cross-entropy's gradient as autograd computes it: nll_loss's (-1/B at each target), then log_softmax's
+        nll_grad = self._nll_grad(logits.shape)
+        nll_grad.zero_().scatter_(1, targets.unsqueeze(1), self._minus_inverse_batch)
+        delta = torch.ops.aten._log_softmax_backward_data(nll_grad, log_probs, 1, log_probs.dtype)
         for index in range(len(self.masked_layers) - 1, -1, -1):
             # autograd's layouts for mm(h, W.t()): dW = (delta^T h), dh = delta W
             torch.mm(delta.t(), inputs[index], out=self.grad_layers[index])
@@ -100,17 +111,17 @@ class FlatMaskTrainer:
 
 
 class FlatInputs:
-    """A task's uint8 images gathered into one reused float buffer per batch, normalized by table
-    lookup: 256 values computed as `models.normalize` computes them, so the inputs are its floats."""
+    """A task's uint8 images gathered into reused buffers and normalized in place: the operations of
+    `models.normalize`, on one batch at a time, without a new tensor per step."""
 
     def __init__(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], batch_size: int) -> None:
         if len(mean) != 1:
             raise ValueError("one channel only")
         self.images = images.reshape(images.shape[0], -1)
-        values = torch.arange(256, dtype=torch.uint8, device=images.device).view(256, 1, 1)
-        self.table = normalize(values, mean, std).reshape(256)
+        self.mean, self.std = float(mean[0]), float(std[0])
         self.gathered = torch.empty(batch_size, self.images.shape[1], dtype=torch.uint8, device=images.device)
+        self.x = torch.empty(self.gathered.shape, device=images.device)
 
     def __call__(self, index: torch.Tensor) -> torch.Tensor:
         torch.index_select(self.images, 0, index, out=self.gathered)
-        return torch.take(self.table, self.gathered.long())
+        return self.x.copy_(self.gathered).div_(255.0).sub_(self.mean).div_(self.std)
