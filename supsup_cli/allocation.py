@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from supsup_cli import inference, prng
-from supsup_cli.masks import binarize, pack
+from supsup_cli.masks import binarize, pack, packed_counts, packed_dot
 from supsup_cli.models import MaskedNet
 from supsup_cli.training import TrainConfig, initial_scores
 
@@ -47,10 +47,55 @@ def padding_masks(net: MaskedNet, config: TrainConfig, count: int) -> list[torch
     return [torch.stack(rows) if rows else torch.zeros(0, 0, dtype=torch.uint8) for rows in sites]
 
 
-def uncertainty(net: MaskedNet, packed: Sequence[torch.Tensor], x: torch.Tensor,
-                real_outputs: Sequence[int]) -> Uncertainty:
-    """One-Shot on a batch, over candidate masks `packed` (per site [K, ceil(n/8)])."""
-    sup = inference.superposition(net, packed, real_outputs)
-    alpha = torch.full((sup.tasks,), 1.0 / sup.tasks, device=x.device)
-    gradient = inference.alpha_gradients(sup, x, alpha, "entropy", same_task=True)[0] / x.shape[0]
-    return Uncertainty(torch.softmax(-gradient, dim=0).cpu())
+class Candidates:
+    """The masks a decision weighs, without copying or recounting the committed ones at every decision.
+
+    The masks committed before the --auto call are read as they lie (bit-packed), and how many of them
+    keep each weight is counted once; a decision passes only what differs: the committed masks it
+    has trained since (their current bits replace their committed ones) and the masks added after
+    them (new masks, then untrained padding). At thousands of masks this is what keeps a decision
+    cheap beside training: before, each one stacked and recounted every mask."""
+
+    def __init__(self, net: MaskedNet, committed: Sequence[torch.Tensor]) -> None:
+        self.net = net
+        self.committed = list(committed)
+        self.committed_counts = [packed_counts(p, w.numel()).view(w.shape) for p, w in zip(committed, net.base())]
+
+    @property
+    def held(self) -> int:
+        return self.committed[0].shape[0] if self.committed else 0
+
+    def uncertainty(self, replaced: dict[int, list[torch.Tensor]], added: Sequence[torch.Tensor], x: torch.Tensor,
+                    real_outputs: Sequence[int]) -> Uncertainty:
+        """One-Shot on a batch over the committed masks (those in `replaced`, {task: packed row per site},
+        with their new bits) followed by `added` (per site [extra, ceil(n/8)])."""
+        device = x.device
+        tasks = torch.tensor(sorted(replaced), dtype=torch.long, device=device)
+        rows = [torch.stack([replaced[t][site] for t in sorted(replaced)]) if replaced else None
+                for site in range(len(self.committed))]
+        total = self.held + (added[0].shape[0] if added else 0)
+        weights = []
+        for site, weight in enumerate(self.net.base()):
+            counts = self.committed_counts[site].clone()
+            if rows[site] is not None:
+                counts -= packed_counts(self.committed[site].index_select(0, tasks), weight.numel()).view(weight.shape)
+                counts += packed_counts(rows[site], weight.numel()).view(weight.shape)
+            if added:
+                counts += packed_counts(added[site], weight.numel()).view(weight.shape)
+            weights.append(weight * counts * (1.0 / total))  # W * sum_i alpha_i M^i at alpha = 1/K
+        real = torch.zeros(self.net.spec.output_size, dtype=torch.bool, device=device)
+        real[list(real_outputs)] = True
+        with torch.enable_grad():
+            logits, inputs, pre = inference.record_forward(self.net, x, weights)
+            deltas = torch.autograd.grad(inference.objective(logits, "entropy", real).sum(), pre)
+        gradient = torch.zeros(total, device=device)
+        for site, (weight, h, delta) in enumerate(zip(self.net.base(), inputs, deltas)):
+            # dH/dalpha_i summed over the batch: (delta^T h * W) read against each mask's packed bits
+            values = (delta.T @ h * weight).reshape(1, -1)
+            per_mask = [packed_dot(self.committed[site], values)[0]] if self.held else []
+            if rows[site] is not None:
+                per_mask[0][tasks] = packed_dot(rows[site], values)[0]
+            if added:
+                per_mask.append(packed_dot(added[site], values)[0])
+            gradient += torch.cat(per_mask)
+        return Uncertainty(torch.softmax(-gradient / x.shape[0], dim=0).cpu())

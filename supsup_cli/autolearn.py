@@ -8,15 +8,16 @@ from typing import Any
 import torch
 
 from supsup_cli import archive, distributed, masks as masks_, prng
-from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, padding_masks, uncertainty
+from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, Candidates, padding_masks
 from supsup_cli.archive.records import TaskRecord, unique_name
 from supsup_cli.data.tasks import TaskExamples
 from supsup_cli.errors import ConcurrentChange, DuplicateTask, InvalidArgument
 from supsup_cli.learn import LearnRequest, check_request, load_examples, mask_digest, running_mean
+from supsup_cli.flat_training import FlatMaskTrainer
 from supsup_cli.masks import unpack
 from supsup_cli.models import MaskedNet, build, real_outputs
 from supsup_cli.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, fit, initial_scores,
-                                 scores_of_mask, task_tensors)
+                                 mask_trainer, scores_of_mask, task_tensors)
 
 
 @dataclass
@@ -24,7 +25,7 @@ class _Candidate:
     """A mask the --auto run may train: a committed task, or one allocated during the run."""
 
     task: int | None  # the committed task's index; None for a new mask
-    trainer: MaskTrainer | None = None
+    trainer: MaskTrainer | FlatMaskTrainer | None = None
     masks: list[torch.Tensor] = field(default_factory=list)  # once trained: its bits, and then
     test_accuracy: float | None = None
     committed_as: tuple[str, int] | None = None  # (name, index) once committed
@@ -37,6 +38,7 @@ class _Stream:
 
     net: MaskedNet
     committed: list[torch.Tensor]
+    candidates: Candidates  # the committed masks as decisions weigh them
     padding: list[torch.Tensor]
     real: list[int]
     config: TrainConfig
@@ -78,7 +80,8 @@ def _learn_auto(request: LearnRequest, device: torch.device, decide_every: int, 
     train, test = load_examples(request, spec)
     net = build(spec, weights).to(device)
     config = replace(request.config, seed=stream_seed)  # batch order; new masks derive theirs from it
-    stream = _Stream(net, committed, [p.to(device) for p in padding_masks(net, config, MIN_CANDIDATES)],
+    padding = [p.to(device) for p in padding_masks(net, config, MIN_CANDIDATES)]
+    stream = _Stream(net, committed, Candidates(net, committed), padding,
                      sorted({o for r in records for o in real_outputs(spec, r.classes)}
                             | set(real_outputs(spec, train.classes))),
                      config, epsilon, max_masks, previous_mean)
@@ -132,11 +135,13 @@ def _decide(stream: _Stream, pool: list[_Candidate], x: torch.Tensor) -> tuple[_
     if not pool:
         return _allocate(stream, pool), {"statistic": None, "threshold": threshold, "candidates": 0,
                                          "action": "allocate"}
-    packed = [torch.stack([_packed_row(c, site, stream.committed) for c in pool])
-              for site in range(len(stream.committed))]
+    retrained = {c.task: _packed_rows(c, stream) for c in pool if c.task is not None and c.trainer is not None}
+    new = [_packed_rows(c, stream) for c in pool if c.task is None]
+    added = [torch.stack([rows[site] for rows in new]) if new else stream.padding[site][:0]
+             for site in range(len(stream.padding))]
     if len(pool) < MIN_CANDIDATES:
-        packed = [torch.cat([p, pad[: MIN_CANDIDATES - len(pool)]]) for p, pad in zip(packed, stream.padding)]
-    found = uncertainty(stream.net, packed, x, stream.real)
+        added = [torch.cat([a, pad[: MIN_CANDIDATES - len(pool)]]) for a, pad in zip(added, stream.padding)]
+    found = stream.candidates.uncertainty(retrained, added, x, stream.real)
     decision = {"statistic": found.statistic, "threshold": threshold, "candidates": len(found.nu)}
     if found.statistic >= threshold and found.best() < len(pool):
         chosen, decision["action"] = pool[found.best()], "reuse"
@@ -147,7 +152,7 @@ def _decide(stream: _Stream, pool: list[_Candidate], x: torch.Tensor) -> tuple[_
     if chosen.trainer is None:  # a committed mask: go on training it from exactly its bits
         bits = [unpack(stream.committed[s][chosen.task], w.numel()).view(w.shape)
                 for s, w in enumerate(stream.net.base())]
-        chosen.trainer = MaskTrainer(stream.net, stream.config, scores_of_mask(stream.net, bits, stream.config))
+        chosen.trainer = mask_trainer(stream.net, stream.config, scores_of_mask(stream.net, bits, stream.config))
     return chosen, decision
 
 
@@ -155,14 +160,13 @@ def _allocate(stream: _Stream, pool: list[_Candidate]) -> _Candidate:
     """A new mask: fresh scores, or (--init mean) the mean of the masks committed before this call."""
     generator = torch.Generator().manual_seed(prng.task_seed(stream.config.seed, len(pool), "auto"))
     scores = initial_scores(stream.net, stream.config, stream.previous_mean, generator)
-    pool.append(_Candidate(None, MaskTrainer(stream.net, stream.config, scores)))
+    pool.append(_Candidate(None, mask_trainer(stream.net, stream.config, scores)))
     return pool[-1]
 
 
-def _packed_row(candidate: _Candidate, site: int, committed: list[torch.Tensor]) -> torch.Tensor:
-    if candidate.trainer is None:
-        return committed[site][candidate.task]
-    return masks_.pack(candidate.trainer.masks()[site].reshape(-1).to(committed[site].device))
+def _packed_rows(candidate: _Candidate, stream: _Stream) -> list[torch.Tensor]:
+    """A trained candidate's current mask, bit-packed, per site."""
+    return [masks_.pack(m.reshape(-1).to(p.device)) for m, p in zip(candidate.trainer.masks(), stream.padding)]
 
 
 def _commit_auto(request: LearnRequest, trained: list[_Candidate], train: TaskExamples, seconds: float,
@@ -170,10 +174,14 @@ def _commit_auto(request: LearnRequest, trained: list[_Candidate], train: TaskEx
     """New masks become tasks; committed masks that were trained again are replaced, all at once.
     Each trained candidate learns its committed (name, index)."""
 
+    retrains = any(candidate.task is not None for candidate in trained)
+
     def tasks(current: archive.Archive) -> tuple[list[archive.StoredTask], None]:
+        """With retrained masks, every task (those replaced); else only the new ones, to append."""
         if current.weights_sha256 != weights_digest:
             raise ConcurrentChange(f"{request.path} now holds another base network; nothing was committed")
-        stored = [current.stored_task(i) for i in range(current.index.tasks)]
+        stored = [current.stored_task(i) for i in range(current.index.tasks)] if retrains else []
+        first = 0 if retrains else current.index.tasks
         taken = {t.name for t in current.tasks}
         for candidate in trained:
             kept = [m.numpy() for m in candidate.masks]
@@ -181,13 +189,13 @@ def _commit_auto(request: LearnRequest, trained: list[_Candidate], train: TaskEx
             facts = {**asdict(request.config.resolved(current.spec)), "task_seed": stream_seed, "auto": True,
                      "steps": candidate.trainer.steps, "train_seconds": round(seconds, 3)}
             if candidate.task is None:
-                name = unique_name(request.name or f"auto-{len(stored)}", taken)
+                name = unique_name(request.name or f"auto-{first + len(stored)}", taken)
                 record = TaskRecord(name=name, data=request.data.to_plain(), classes=train.classes,
                                     mean=train.mean, std=train.std, density=density,
                                     test_accuracy=candidate.test_accuracy, mask_sha256=mask_digest(kept),
                                     training=facts)
                 stored.append(archive.StoredTask.of(record, kept))
-                index = len(stored) - 1
+                index = first + len(stored) - 1
             else:
                 index, old = candidate.task, current.tasks[candidate.task]
                 before = records[index]
@@ -203,4 +211,7 @@ def _commit_auto(request: LearnRequest, trained: list[_Candidate], train: TaskEx
             candidate.committed_as = (record.name, index)
         return stored, None
 
-    archive.rewrite(request.path, tasks)
+    if retrains:
+        archive.rewrite(request.path, tasks)
+    else:
+        archive.append_tasks(request.path, lambda current: tasks(current)[0])

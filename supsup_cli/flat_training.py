@@ -62,6 +62,7 @@ class FlatMaskTrainer:
         self.grad_layers = self._layers(self.grad, weights)
         self.lr = lr
         self._nll_buffer: torch.Tensor | None = None
+        self.steps = 0
         self._minus_inverse_batch = 0.0
 
     def _nll_grad(self, shape: torch.Size) -> torch.Tensor:
@@ -75,7 +76,8 @@ class FlatMaskTrainer:
         return [part.view(w.shape) for part, w in zip(flat.split(self.sizes), like)]
 
     def step(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step of cross-entropy on a batch (x flat: [B, inputs]); returns (loss, logits)."""
+        """One step of cross-entropy on a batch of normalized inputs; returns (loss, logits)."""
+        x = x.reshape(x.shape[0], -1)
         # W * (scores >= 0), as _ThresholdMaskedWeight computes it: the mask straight to float, times W.
         torch.ge(self.scores, 0, out=self.masked).mul_(self.weight)
         inputs = [x]
@@ -102,6 +104,7 @@ class FlatMaskTrainer:
         self.square_avg.mul_(_RMSPROP_ALPHA).addcmul_(grad, grad, value=1 - _RMSPROP_ALPHA)
         torch.sqrt(self.square_avg, out=self.denominator).add_(_RMSPROP_EPS)
         self.scores.addcdiv_(grad, self.denominator, value=-self.lr)
+        self.steps += 1
         return loss.detach(), logits
 
     def masks(self) -> list[torch.Tensor]:

@@ -182,9 +182,14 @@ def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """With one alpha [k] for all inputs: logits, each layer's input h_{l-1}, and each
     pre-activation a_l (which requires grad)."""
+    return record_forward(sup.net, x, mixed_weights(sup, alpha))
+
+
+def record_forward(net: MaskedNet, x: torch.Tensor, weights: Sequence[torch.Tensor]
+                   ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """An MLP with these (mixed) weights: logits, each layer's input, each pre-activation (with grad)."""
     h = x.reshape(x.shape[0], -1)
     inputs, pre = [], []
-    weights = mixed_weights(sup, alpha)
     for site, weight in enumerate(weights):
         inputs.append(h.detach())
         a = F.linear(h, weight)
@@ -192,12 +197,12 @@ def forward_recording(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor
             a.requires_grad_()
         pre.append(a)
         if site < len(weights) - 1:
-            h = _activation(sup, a)
+            h = _activation(net, a)
     return pre[-1], inputs, pre
 
 
-def _activation(sup: Superposition, a: torch.Tensor) -> torch.Tensor:
-    return F.relu(a) if sup.net.spec.activation == "relu" else F.silu(a)
+def _activation(net: MaskedNet, a: torch.Tensor) -> torch.Tensor:
+    return F.relu(a) if net.spec.activation == "relu" else F.silu(a)
 
 
 def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, kind: str,
@@ -284,7 +289,7 @@ def candidate_gradients(sup: Superposition, first: torch.Tensor, chosen: torch.T
     pairs = CandidatePairs.of(chosen, sup.tasks)
     pre, per_pair = [first.sum(dim=1) / m], []
     for site in range(1, len(sup.packed)):
-        per_pair.append(pairs.products(sup, site, _activation(sup, pre[-1])))  # (W * M^i) h_b per pair
+        per_pair.append(pairs.products(sup, site, _activation(sup.net, pre[-1])))  # (W * M^i) h_b per pair
         pre.append(pairs.sum_per_input(per_pair[-1]) / m)
     with torch.enable_grad():
         logits = pre[-1].requires_grad_()

@@ -246,36 +246,32 @@ def scores_of_mask(net: MaskedNet, masks: Sequence[torch.Tensor], config: TrainC
     return scores
 
 
+def mask_trainer(net: MaskedNet, config: TrainConfig, scores: Sequence[torch.Tensor],
+                 augment: bool = False) -> "MaskTrainer | flat_training.FlatMaskTrainer":
+    """A trainer of one mask from these scores: the flat one where it applies (the same masks,
+    faster), else autograd's. Both have `step(x, targets)`, `masks()` and `steps`."""
+    resolved = config.resolved(net.spec)
+    if flat_training.flat_refusal(net.spec, resolved, augment) is None:
+        return flat_training.FlatMaskTrainer(net, scores, resolved.lr)
+    return MaskTrainer(net, config, scores)
+
+
 def train_masks(net: MaskedNet, task: TaskTensors, config: TrainConfig,
                 previous_mean: Sequence[torch.Tensor] | None = None, progress: Progress | None = None) -> TrainedMask:
-    """Train one task's mask: on the flat path where it applies (the same masks, faster), else autograd's."""
+    """Train one task's mask (under torchrun, each rank on its shard of every batch)."""
     generator = torch.Generator().manual_seed(config.seed)
-    scores = initial_scores(net, config, previous_mean, generator)
+    trainer = mask_trainer(net, config, initial_scores(net, config, previous_mean, generator), task.augment)
     batch_size = min(config.batch_size, len(task.targets))
     stream = batches(len(task.targets), batch_size, generator, task.images.device)
-    resolved = config.resolved(net.spec)
-    if flat_training.flat_refusal(net.spec, resolved, task.augment) is None and len(task.mean) == 1:
-        return _train_flat(net, task, resolved, scores, stream, batch_size, progress)
-    trainer = MaskTrainer(net, config, scores)
     net.reset_stats()
     net.train()
+    inputs = flat_training.FlatInputs(task.images, task.mean, task.std, batch_size) \
+        if isinstance(trainer, flat_training.FlatMaskTrainer) and len(task.mean) == 1 else None
 
     def step(_: int, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = distributed.shard(batch)
-        return *trainer.step(task.inputs(index, generator), task.targets[index]), task.targets[index]
-
-    seconds, final_loss = fit(config.steps, stream, step, progress)
-    return TrainedMask(trainer.masks(), seconds, final_loss, net.stats_vector())
-
-
-def _train_flat(net: MaskedNet, task: TaskTensors, config: TrainConfig, scores: list[torch.Tensor],
-                stream: Iterator[torch.Tensor], batch_size: int, progress: Progress | None) -> TrainedMask:
-    trainer = flat_training.FlatMaskTrainer(net, scores, config.lr)
-    inputs = flat_training.FlatInputs(task.images, task.mean, task.std, batch_size)
-
-    def step(_: int, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        targets = task.targets[batch]
-        return *trainer.step(inputs(batch), targets), targets
+        x = inputs(index) if inputs is not None else task.inputs(index, generator)
+        return *trainer.step(x, task.targets[index]), task.targets[index]
 
     seconds, final_loss = fit(config.steps, stream, step, progress)
     return TrainedMask(trainer.masks(), seconds, final_loss, net.stats_vector())

@@ -67,3 +67,43 @@ def test_auto_arguments_are_checked(cli, stream):
     assert cli("learn-task", stream, "--auto", "--decide-every", "0").code == 2
     assert cli("learn-task", stream, "--auto", "--max-masks", "0").code == 2
     assert cli("benchmark", "--scenario", "xyz").code == 2
+
+
+def test_a_decision_over_committed_masks_with_changes_equals_one_over_all_masks_stacked():
+    """Candidates reads the committed masks as they lie and counts them once; what it decides must be
+    One-Shot over the candidates written out in full (issue 26)."""
+    import torch
+
+    from supsup_cli import inference, registry
+    from supsup_cli.allocation import Candidates
+    from supsup_cli.data.tasks import load_task
+    from supsup_cli.data.transforms import TaskData
+    from supsup_cli.masks import pack
+    from supsup_cli.models import build, normalize
+    from supsup_cli.weights import base_weights
+
+    spec = registry.resolve("lenet300-100", 500)
+    net = build(spec, base_weights(spec, 0))
+    generator = torch.Generator().manual_seed(1)
+
+    def random_packed(count):
+        return [torch.stack([pack(torch.rand(w.numel(), generator=generator) < 0.5) for _ in range(count)])
+                for w in net.base()]
+
+    committed, changed, added = random_packed(7), random_packed(2), random_packed(3)
+    replaced = {2: [site[0] for site in changed], 5: [site[1] for site in changed]}
+    images = load_task(TaskData("mnist", permute=3), "test").images[:64]
+    x = normalize(torch.from_numpy(images), (0.1307,), (0.3081,))
+
+    found = Candidates(net, committed).uncertainty(replaced, added, x, list(range(10)))
+
+    full = [torch.cat([c.clone(), a]) for c, a in zip(committed, added)]
+    for task, rows in replaced.items():
+        for site, row in enumerate(rows):
+            full[site][task] = row
+    sup = inference.superposition(net, full, list(range(10)))
+    alpha = torch.full((sup.tasks,), 1.0 / sup.tasks)
+    expected = torch.softmax(-inference.alpha_gradients(sup, x, alpha, "entropy", same_task=True)[0] / 64, dim=0)
+    assert found.nu.shape == (10,)  # 7 committed (2 of them with new bits) and 3 added
+    assert torch.allclose(found.nu, expected, rtol=1e-5, atol=1e-7)
+    assert found.best() == int(expected.argmax())

@@ -127,6 +127,17 @@ def rewrite(path: Path, build: Callable[[Archive], tuple[list[StoredTask], Store
         _publish(image, path, replace=True)
 
 
+def append_tasks(path: Path, build: Callable[[Archive], list[StoredTask]]) -> int:
+    """Under the lock: commit the tasks `build(current)` returns after the archive's own, all at once
+    (a rewrite of every task is not needed to add some); returns the index of the first."""
+    with transaction(path) as (current, f):
+        if current.reservoir_info is not None:
+            raise InvalidArgument(f"{path} has a Hopfield reservoir: tasks must be stored in it too")
+        for task in build(current):
+            write_task(f, task)
+        return current.index.tasks
+
+
 def write_reservoir(f: h5py.File, reservoir: StoredReservoir) -> None:
     """Create or overwrite the Hopfield reservoir of an open, writable archive."""
     for name, values in ((layout.HOPFIELD_PSI, reservoir.psi), (layout.HOPFIELD_MU, reservoir.mu)):
