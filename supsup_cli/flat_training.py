@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from supsup_cli import distributed
-from supsup_cli.models import MaskedNet, normalize
+from supsup_cli.models import MaskedNet
 from supsup_cli.registry import ArchSpec
 
 if TYPE_CHECKING:  # training imports this module
