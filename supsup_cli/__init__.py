@@ -1,27 +1,57 @@
-"""supsup: Supermasks in Superposition, as a command-line tool and a Python library.
+"""supsup: Supermasks in Superposition, as a Python library with a command line over it.
 
-The library (see supsup_cli.api and the README's "Python API"): create, learn_task, learn_tasks,
-infer_arrays, merge, Archive, TaskData, the result types LearnedTask and Inferred, and the error
-classes. They are imported on first use, so that the command line starts without torch.
+`supsup_cli.open(path)` gives a `Model` (an archive of supermasks: learn, infer, network, size,
+verify); `Model.create(path, arch)` makes one. `load_data` gives a built-in dataset as arrays;
+`merge` combines archives. The first API's five functions (create, learn_task, learn_tasks,
+infer_arrays, merge) remain. Results are dataclasses with `to_dict()` (what --json prints); errors
+are the classes of supsup_cli.errors. Everything is imported on first use, so that the command line
+starts without torch; type checkers see the imports below.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Model": "supsup_cli.model", "open": "supsup_cli.model", "merge": "supsup_cli.model",
+    "load_data": "supsup_cli.model", "TaskNetwork": "supsup_cli.network",
     "create": "supsup_cli.api", "learn_task": "supsup_cli.api", "learn_tasks": "supsup_cli.api",
-    "infer_arrays": "supsup_cli.api", "merge": "supsup_cli.archive", "Archive": "supsup_cli.archive",
+    "infer_arrays": "supsup_cli.api", "Archive": "supsup_cli.archive", "TaskRecord": "supsup_cli.archive.records",
     "TaskData": "supsup_cli.data.transforms", "LearnedTask": "supsup_cli.learn", "Inferred": "supsup_cli.infer",
+    **{name: "supsup_cli.results" for name in (
+        "StorageReport", "VerifyReport", "MergeResult", "HopfieldStored", "AutoLearned")},
     **{name: "supsup_cli.errors" for name in (
         "SupsupError", "ArchiveNotFound", "ArchiveExists", "NotAnArchive", "ArchiveCorrupt", "VersionTooNew",
         "WeightsMismatch", "ArchiveLocked", "ConcurrentChange", "UnknownTask", "NoTasks", "DuplicateTask",
         "BadInput", "InputNotFound", "DataUnavailable", "InvalidArgument", "DiskFull")},
 }
 __all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time __getattr__ imports on first use
+    from supsup_cli.api import create as create, infer_arrays as infer_arrays, learn_task as learn_task
+    from supsup_cli.api import learn_tasks as learn_tasks
+    from supsup_cli.archive import Archive as Archive
+    from supsup_cli.archive.records import TaskRecord as TaskRecord
+    from supsup_cli.data.transforms import TaskData as TaskData
+    from supsup_cli.errors import (ArchiveCorrupt as ArchiveCorrupt, ArchiveExists as ArchiveExists,
+                                   ArchiveLocked as ArchiveLocked, ArchiveNotFound as ArchiveNotFound,
+                                   BadInput as BadInput, ConcurrentChange as ConcurrentChange,
+                                   DataUnavailable as DataUnavailable, DiskFull as DiskFull,
+                                   DuplicateTask as DuplicateTask, InputNotFound as InputNotFound,
+                                   InvalidArgument as InvalidArgument, NoTasks as NoTasks,
+                                   NotAnArchive as NotAnArchive, SupsupError as SupsupError,
+                                   UnknownTask as UnknownTask, VersionTooNew as VersionTooNew,
+                                   WeightsMismatch as WeightsMismatch)
+    from supsup_cli.infer import Inferred as Inferred
+    from supsup_cli.learn import LearnedTask as LearnedTask
+    from supsup_cli.model import Model as Model, load_data as load_data, merge as merge, open as open
+    from supsup_cli.network import TaskNetwork as TaskNetwork
+    from supsup_cli.results import (AutoLearned as AutoLearned, HopfieldStored as HopfieldStored,
+                                    MergeResult as MergeResult, StorageReport as StorageReport,
+                                    VerifyReport as VerifyReport)
 
 
 def __getattr__(name: str) -> Any:

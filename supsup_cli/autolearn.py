@@ -56,7 +56,7 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
     alone evaluates and commits (the other ranks return None)."""
     check_request(request)
     if decide_every < 1 or not epsilon > 0 or (max_masks is not None and max_masks < 1):
-        raise InvalidArgument("--decide-every and --max-masks must be at least 1, --epsilon positive")
+        raise InvalidArgument("`decide_every` and `max_masks` must be at least 1, `epsilon` positive")
     with distributed.session(request.device) as device:
         leader = distributed.is_leader()
         return _learn_auto(request, device, decide_every, epsilon, max_masks, progress if leader else None,

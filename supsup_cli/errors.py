@@ -1,4 +1,5 @@
-"""The engine's exception types. The CLI maps each to a documented exit code."""
+"""The library's exception types, all subclasses of SupsupError. The command line maps each to a
+documented exit code (cli/exit_codes.py, README "Exit codes")."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ class SupsupError(Exception):
 
 
 class ArchiveNotFound(SupsupError):
-    pass
+    """No file at the archive's path (exit 3)."""
 
 
 class ArchiveExists(SupsupError):
-    pass
+    """The archive to create is already there; pass force=True (--force) to overwrite it (exit 12)."""
 
 
 class NotAnArchive(SupsupError):
@@ -24,7 +25,7 @@ class ArchiveCorrupt(SupsupError):
 
 
 class VersionTooNew(SupsupError):
-    pass
+    """The archive was written by a newer supsup, in a format version this one does not know (exit 6)."""
 
 
 class WeightsMismatch(SupsupError):
@@ -40,15 +41,15 @@ class ConcurrentChange(SupsupError):
 
 
 class UnknownTask(SupsupError):
-    pass
+    """No task has that index or name (exit 10)."""
 
 
 class NoTasks(SupsupError):
-    pass
+    """The archive has no task yet, and the call needs one (exit 10)."""
 
 
 class DuplicateTask(SupsupError):
-    pass
+    """A task of that name is already in the archive (exit 12)."""
 
 
 class BadInput(SupsupError):
@@ -56,7 +57,7 @@ class BadInput(SupsupError):
 
 
 class InputNotFound(BadInput):
-    pass
+    """An input file or folder that does not exist (exit 3)."""
 
 
 class DataUnavailable(SupsupError):
@@ -68,7 +69,7 @@ class InvalidArgument(SupsupError):
 
 
 class DiskFull(SupsupError):
-    pass
+    """The disk filled while writing; nothing committed was lost (exit 13)."""
 
 
 class QualityGateFailed(SupsupError):

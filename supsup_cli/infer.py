@@ -44,6 +44,29 @@ class Inferred:
     confidences: np.ndarray  # float32 [N]: softmax probability of the class among the task's classes
     hamming: np.ndarray | None = None  # int64 [N], Hopfield only: distance of the recovered mask to the task's
 
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __repr__(self) -> str:
+        def head(values: Any) -> str:
+            shown = ", ".join(map(str, list(values[:5])))
+            return f"[{shown}{', ...' if len(values) > 5 else ''}]"
+
+        mean = float(self.confidences.mean()) if len(self) else float("nan")
+        return (f"Inferred({len(self)} inputs, tasks={head(self.tasks.tolist())}, classes={head(self.classes.tolist())}, "
+                f"mean confidence {mean:.3f})")
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        """One object per input, as `supsup infer --json` prints them (without the input's name)."""
+        rows = []
+        for row in range(len(self)):
+            result = {"task": None if self.tasks[row] < 0 else int(self.tasks[row]), "task_name": self.task_names[row],
+                      "class": int(self.classes[row]), "confidence": float(self.confidences[row])}
+            if self.hamming is not None:
+                result["hamming"] = None if self.hamming[row] < 0 else int(self.hamming[row])
+            rows.append(result)
+        return rows
+
 
 @dataclass
 class Prediction:
@@ -66,9 +89,9 @@ class _Loaded:
     stored: list[list[torch.Tensor]] | None = None
 
 
-def infer(request: InferRequest) -> Prediction:
+def infer(request: InferRequest, weights: dict[str, list[np.ndarray]] | None = None) -> Prediction:
     """Read the request's input files and infer each readable one; unreadable ones become failures."""
-    loaded = _load(request)
+    loaded = _load(request, weights)
     inputs = read_inputs(request.inputs, loaded.spec.input_shape, request.resize)
     if not inputs:
         raise BadInput(f"no input images found (PNG, JPEG or .npy) in {', '.join(map(str, request.inputs))}")
@@ -77,28 +100,30 @@ def infer(request: InferRequest) -> Prediction:
     if not readable:
         return prediction
     found = _predict(loaded, request, np.stack([i.pixels for i in readable]), prediction.notes)
-    for row, image in enumerate(readable):
-        result = {"input": image.name, "task": None if found.tasks[row] < 0 else int(found.tasks[row]),
-                  "task_name": found.task_names[row], "class": int(found.classes[row]),
-                  "confidence": float(found.confidences[row])}
-        if found.hamming is not None:
-            result["hamming"] = None if found.hamming[row] < 0 else int(found.hamming[row])
-        prediction.results.append(result)
+    for image, result in zip(readable, found.to_dict()):
+        prediction.results.append({"input": image.name, **result})
     return prediction
 
 
-def infer_pixels(request: InferRequest, pixels: np.ndarray, notes: list[str] | None = None) -> Inferred:
-    """Infer images given as float32 [N, C, H, W] pixels in [0, 1] (request.inputs is not read)."""
-    return _predict(_load(request), request, pixels, notes if notes is not None else [])
+def infer_pixels(request: InferRequest, pixels: np.ndarray, notes: list[str] | None = None,
+                 weights: dict[str, list[np.ndarray]] | None = None) -> Inferred:
+    """Infer images given as float32 [N, C, H, W] pixels in [0, 1] (request.inputs is not read).
+    `weights`: base weights by their SHA-256, kept across calls (a `Model` keeps them): the network
+    is generated once, not at every call."""
+    return _predict(_load(request, weights), request, pixels, notes if notes is not None else [])
 
 
-def _load(request: InferRequest) -> _Loaded:
+def _load(request: InferRequest, weights: dict[str, list[np.ndarray]] | None = None) -> _Loaded:
     inference.check_choices(request.method, request.objective)
     with archive.Archive(request.path) as opened:
         opened.task_index("0")  # raises NoTasks on an empty archive
         given = opened.task_index(request.task) if request.task is not None else None
         _check_mode(opened, request, given)
-        loaded = _Loaded(opened.spec, opened.tasks, opened.base_weights(), given)
+        held = {} if weights is None else weights
+        if opened.weights_sha256 not in held:
+            held.clear()
+            held[opened.weights_sha256] = opened.base_weights()
+        loaded = _Loaded(opened.spec, opened.tasks, held[opened.weights_sha256], given)
         if request.hopfield:
             loaded.reservoir = reservoir_of(opened)
             if opened.reservoir_info.explicit_masks:

@@ -12,6 +12,7 @@ import torch
 
 from supsup_cli import archive, choices, distributed, masks as masks_, prng
 from supsup_cli.archive import maskcodec
+from supsup_cli.data.arrays import ArrayData
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import DuplicateTask, InvalidArgument
@@ -26,7 +27,7 @@ from supsup_cli.training import Progress, TrainConfig, TrainedMask, accuracy, ta
 @dataclass(frozen=True)
 class LearnRequest:
     path: Path
-    data: TaskData
+    data: TaskData | ArrayData  # ArrayData: the examples are in memory (`examples`)
     config: TrainConfig
     name: str | None = None
     init: str = "kaiming"  # or "mean": start from the running mean of the archive's masks
@@ -49,40 +50,51 @@ class LearnedTask:
     device: str
     ranks: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """What `supsup learn-task --json` prints for the task (before rounding)."""
+        return asdict(self)
+
+    def __repr__(self) -> str:
+        accuracy = "-" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
+        return (f"LearnedTask(index={self.index}, name={self.name!r}, test_accuracy={accuracy}, "
+                f"train_seconds={self.train_seconds:.1f}, steps={self.steps}, density={self.density:.3f})")
+
 
 def check_request(request: LearnRequest) -> None:
+    """The ranges and conflicts of learning's parameters, named as Python names them (the command line
+    shows its flags instead: cli.app)."""
     config = request.config
     if config.steps < 1:
-        raise InvalidArgument(f"--steps must be at least 1, got {config.steps}")
+        raise InvalidArgument(f"`steps` must be at least 1, got {config.steps}")
     if config.epochs is not None and config.epochs < 1:
-        raise InvalidArgument(f"--epochs must be at least 1, got {config.epochs}")
+        raise InvalidArgument(f"`epochs` must be at least 1, got {config.epochs}")
     if config.batch_size < 1:
-        raise InvalidArgument(f"--batch-size must be at least 1, got {config.batch_size}")
+        raise InvalidArgument(f"`batch_size` must be at least 1, got {config.batch_size}")
     if config.lr is not None and not config.lr > 0:
-        raise InvalidArgument(f"--lr must be positive, got {config.lr}")
+        raise InvalidArgument(f"`lr` must be positive, got {config.lr}")
     if config.optimizer not in (None, *choices.OPTIMIZERS):
-        raise InvalidArgument(f"--optimizer must be {choices.listed(choices.OPTIMIZERS)}, got {config.optimizer!r}")
+        raise InvalidArgument(f"`optimizer` must be {choices.listed(choices.OPTIMIZERS)}, got {config.optimizer!r}")
     if config.budget not in choices.DENSITY_BUDGETS:
-        raise InvalidArgument(f"--density-budget must be {choices.listed(choices.DENSITY_BUDGETS)}, "
+        raise InvalidArgument(f"`density_budget` must be {choices.listed(choices.DENSITY_BUDGETS)}, "
                               f"got {config.budget!r}")
     if config.density is not None and not 0 < config.density <= 1:
-        raise InvalidArgument(f"--density must be in (0, 1], got {config.density}")
+        raise InvalidArgument(f"`density` must be in (0, 1], got {config.density}")
     if config.budget == "er":
         if config.er_scale is None or not config.er_scale > 0:
-            raise InvalidArgument("--density-budget er sets each layer's density from --er-scale S (the paper: "
-                                  "1, 2, 4, 8, 16 or 32): give a positive --er-scale")
+            raise InvalidArgument("`density_budget` er sets each layer's density from `er_scale` S (the paper: "
+                                  "1, 2, 4, 8, 16 or 32): give a positive `er_scale`")
         if config.density is not None:
-            raise InvalidArgument("--density has no effect with --density-budget er: --er-scale sets each layer's "
+            raise InvalidArgument("`density` has no effect with `density_budget` er: `er_scale` sets each layer's "
                                   "density")
     elif config.er_scale is not None:
-        raise InvalidArgument("--er-scale has no effect without --density-budget er")
+        raise InvalidArgument("`er_scale` has no effect without `density_budget` er")
     if request.init not in choices.INITS:
-        raise InvalidArgument(f"--init must be {choices.listed(choices.INITS)}, got {request.init!r}")
+        raise InvalidArgument(f"`init` must be {choices.listed(choices.INITS)}, got {request.init!r}")
     if request.name is not None:
         try:
             check_name(request.name)
         except ValueError as exc:
-            raise InvalidArgument(f"--name: {exc}") from None
+            raise InvalidArgument(f"`name`: {exc}") from None
 
 
 def learn_task(request: LearnRequest, progress: Progress | None = None) -> LearnedTask | None:
@@ -106,7 +118,7 @@ def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = No
     if len({(r.path, r.device) for r in requests}) > 1:
         raise InvalidArgument("tasks learned in one call share one archive and one device")
     if together < 1:
-        raise InvalidArgument(f"--tasks-per-step must be at least 1, got {together}")
+        raise InvalidArgument(f"`tasks_per_step` must be at least 1, got {together}")
     if not requests:
         return
     with distributed.session(requests[0].device) as device:

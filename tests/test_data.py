@@ -66,7 +66,7 @@ def test_resampling_is_recorded_only_when_nearest_and_read_back():
     assert TaskData.from_plain(nearest.to_plain()) == nearest
     assert TaskData("mnist", rotate=10.0).to_plain() == {"dataset": "mnist", "rotate": 10.0}
     assert nearest.default_name() == "mnist-rotate-10-nearest"
-    with pytest.raises(InvalidArgument, match="give --rotate"):
+    with pytest.raises(InvalidArgument, match="give `rotate`"):
         TaskData("mnist", permute=1, resample="nearest")
     with pytest.raises(ArchiveCorrupt, match="does not know"):
         TaskData.from_plain({"dataset": "mnist", "rotate": 10.0, "interpolation": "cubic"})

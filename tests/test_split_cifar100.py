@@ -167,3 +167,13 @@ def test_the_preset_trains_every_table_2_baseline_in_the_same_run(cli, all_class
     sizes = json.loads((tmp_path / "out" / "results.json").read_text())["summary"]["storage"]["baseline_bytes"]
     stats = 4 * registry.stats_size(registry.resolve("resnet18-narrow"))
     assert sizes["separate-heads-rand-w"] == 2 * (4 * 160 * 5 + stats)  # two heads of 160 x 5, and statistics
+
+
+def test_benchmark_reads_the_data_from_data_dir(cli, all_classes_cifar, tmp_path, monkeypatch):
+    """benchmark --data-dir, as learn-task --data-dir (issue 27); refused where MNIST ships with supsup."""
+    monkeypatch.setenv("SUPSUP_DATA", str(tmp_path / "elsewhere"))
+    shown = cli("benchmark", "--suite", "split-cifar100", "--arch", "resnet18-narrow", "--tasks", "1", "--epochs", "1",
+                "--no-baselines", "--data-dir", all_classes_cifar, "--json")
+    assert shown.code == 0, shown.err
+    refused = cli("benchmark", "--tasks", "1", "--data-dir", all_classes_cifar)
+    assert refused.code == 2 and "--data-dir has no effect with --suite permuted-mnist" in refused.err

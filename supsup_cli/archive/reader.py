@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -152,6 +152,19 @@ class Archive:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[TaskRecord]:
+        return iter(self.tasks)
+
+    def __getitem__(self, ref: str | int) -> TaskRecord:
+        """A task's record by index or name (UnknownTask if there is none)."""
+        return self.tasks[self.task_index(ref)]
+
+    def __repr__(self) -> str:
+        return f"Archive({str(self.path)!r}, arch={self.spec.name!r}, seed={self.seed}, tasks={len(self.tasks)})"
 
     def task_index(self, ref: str | int) -> int:
         """A task given by index ("3") or by name."""

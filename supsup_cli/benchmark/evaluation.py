@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +41,12 @@ class EvalSet:
                        examples.classes, tuple(real_outputs(spec, examples.classes)))
 
     @staticmethod
-    def of_task(data: TaskData, count: int | None, seed: int, spec: ArchSpec, device: torch.device) -> "EvalSet":
+    def of_task(data: TaskData, count: int | None, seed: int, spec: ArchSpec, device: torch.device,
+                data_dir: Path | None = None) -> "EvalSet":
         """A task's own `count` test images (or all of them): one drawn in each of `count` equal parts
         of the split, by a draw that is the task's own (`seed`), so that tasks' difficulty averages out."""
         pick = None if count is None else (lambda total: sample_rows(total, count, seed))
-        return EvalSet.of(load_task(data, "test", pick=pick), None, spec, device)
+        return EvalSet.of(load_task(data, "test", data_dir, pick=pick), None, spec, device)
 
     def predicted_classes(self, logits: torch.Tensor) -> torch.Tensor:
         best = logits[:, list(self.outputs)].argmax(1)
@@ -61,8 +63,8 @@ class EvalSets:
     BUDGET_BYTES = 512 * 1024 * 1024
 
     def __init__(self, datas: list[TaskData], count: int | None, seed: int, spec: ArchSpec,
-                 device: torch.device) -> None:
-        self.datas, self.count, self.spec, self.device = datas, count, spec, device
+                 device: torch.device, data_dir: Path | None = None) -> None:
+        self.datas, self.count, self.spec, self.device, self.data_dir = datas, count, spec, device, data_dir
         self.seeds = [prng.task_seed(seed, j, f"{d.default_name()}/evaluation", seed) for j, d in enumerate(datas)]
         self._kept: OrderedDict[int, EvalSet] = OrderedDict()
 
@@ -70,7 +72,7 @@ class EvalSets:
         if task in self._kept:
             self._kept.move_to_end(task)
             return self._kept[task]
-        made = EvalSet.of_task(self.datas[task], self.count, self.seeds[task], self.spec, self.device)
+        made = EvalSet.of_task(self.datas[task], self.count, self.seeds[task], self.spec, self.device, self.data_dir)
         self._kept[task] = made
         while len(self._kept) > 1 and sum(e.x.numel() * 4 for e in self._kept.values()) > self.BUDGET_BYTES:
             self._kept.popitem(last=False)

@@ -60,6 +60,7 @@ class BenchmarkConfig:
     out: Path | None = None  # keep each evaluated checkpoint here (result_store), and resume from it
     max_masks: int | None = None  # scenario NNs: the mask budget (the paper's Table 5: 2500)
     tasks_per_step: int = 1  # supermasks trained together in one batched step (batched_training)
+    data_dir: Path | None = None  # the dataset cache (None: $SUPSUP_DATA or ~/.cache/supsup)
 
     @property
     def gnu_methods(self) -> list[str]:
@@ -218,7 +219,7 @@ def _default_steps(config: BenchmarkConfig) -> int:
     if registry.resolve(config.arch).mask_on != "neurons" and config.epochs is None:
         return 1000
     first = suite_tasks(config.suite, 1, config.seed)[0]
-    examples = len(load_task(first, "train").labels)
+    examples = len(load_task(first, "train", config.data_dir).labels)
     return TrainConfig(epochs=config.epochs or 1).for_examples(examples).steps
 
 
@@ -229,7 +230,7 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
         spec, weights, records = opened.spec, opened.base_weights(), opened.tasks[: len(datas)]
         packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
         stats = [opened.stats(t) for t in range(len(datas))] if spec.norm == "running" else None
-    evals = EvalSets(datas, config.eval_images, config.seed, spec, device)
+    evals = EvalSets(datas, config.eval_images, config.seed, spec, device, config.data_dir)
     real = sorted({o for r in records for o in real_outputs(spec, r.classes)})
     sup = inference.superposition(build(spec, weights).to(device), packed, real, stats=stats)
     store = _store(config, spec, path)
@@ -289,7 +290,7 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     with archive.Archive(path) as opened:
         records, spec = opened.tasks, opened.spec
     if config.tasks is None and records:
-        return [TaskData.from_plain(r.data) for r in records], []
+        return [_reloadable(path, index, r) for index, r in enumerate(records)], []
     wanted = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite], config.seed)
     held = records[: len(wanted)]
     _check_resumable(path, spec, held, wanted, config)
@@ -298,7 +299,7 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
                   sum(c * c for c in checkpoints(len(wanted))))
     training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget,
                            er_scale=config.er_scale)
-    requests = [LearnRequest(path, data, training, device=str(device)) for data in missing]
+    requests = [LearnRequest(path, data, training, device=str(device), data_dir=config.data_dir) for data in missing]
     seconds = [float(r.training.get("train_seconds", 0.0)) for r in held]
 
     together = config.tasks_per_step
@@ -331,10 +332,23 @@ def _check_resumable(path: Path, spec: registry.ArchSpec, held: list, wanted: li
         learned = {key: record.training.get(key) for key in ("steps", "density", "budget", "er_scale", "seed")}
         asked = {"steps": config.steps, "density": config.density, "budget": config.budget,
                  "er_scale": config.er_scale, "seed": config.seed}
-        if TaskData.from_plain(record.data) != data or learned != asked:
-            raise InvalidArgument(
-                f"{path}: task {index} ({record.name}) was not learned by this run "
-                f"({learned} vs {asked} for {data.default_name()}); give another --archive or the same settings")
+        held_data = _reloadable(path, index, record)
+        differences = [f"data {held_data.default_name()} where this run learns {data.default_name()}"] \
+            if held_data != data else []
+        differences += [f"{key} {learned[key]!r} where this run has {asked[key]!r}"
+                        for key in asked if learned[key] != asked[key]]
+        if differences:
+            raise InvalidArgument(f"{path}: task {index} ({record.name}) was not learned by this run: "
+                                  f"{'; '.join(differences)}; give another --archive or the same settings")
+
+
+def _reloadable(path: Path, index: int, record: Any) -> TaskData:
+    """A task's data spec, as the benchmark loads its data again; tasks learned from arrays in memory
+    cannot be (their images are not in the archive)."""
+    if record.data.get("dataset") == "arrays":
+        raise InvalidArgument(f"{path}: task {index} ({record.name}) was learned from arrays in memory, which "
+                              "the archive does not keep: the benchmark evaluates tasks of datasets it can load")
+    return TaskData.from_plain(record.data)
 
 
 def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.device, listener: Listener) -> _Run:
@@ -344,7 +358,7 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
     spec = registry.resolve(config.arch, config.output_size)
     archive.create(path, spec, seed=config.seed)
     datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite], config.seed)
-    evals = EvalSets(datas, config.eval_images, config.seed, spec, device)
+    evals = EvalSets(datas, config.eval_images, config.seed, spec, device, config.data_dir)
     real = sorted({o for d in datas
                    for o in real_outputs(spec, d.task_classes(datasets.spec_of(d.dataset).num_classes))})
     listener.plan(_planned_steps(config, len(datas), len(datas)),
@@ -356,7 +370,8 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
         listener.start(f"stream {index + 1}/{len(datas)}", config.steps)
         training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget,
                                er_scale=config.er_scale)
-        result = learn_auto(LearnRequest(path, data, training, device=str(device)), max_masks=config.max_masks,
+        request = LearnRequest(path, data, training, device=str(device), data_dir=config.data_dir)
+        result = learn_auto(request, max_masks=config.max_masks,
                             progress=lambda step, loss, acc: listener.advance(step))
         seconds.append(result["train_seconds"])
         trained_on.append(_steps_by_mask(result["decisions"], config.steps))
@@ -430,7 +445,7 @@ def _baselines(spec, weights, datas, evals, rows, config, steps, device, listene
     for j, data in enumerate(datas):
         listener.start(f"upper bound {j + 1}/{len(datas)}", steps)
         net = baselines.fresh_dense(spec, weights, device)
-        baselines.train_dense(net, _train_tensors(data, spec, device), train_config(j, data),
+        baselines.train_dense(net, _train_tensors(data, spec, device, config.data_dir), train_config(j, data),
                               lambda s, *_: listener.advance(s))
         upper.append(_dense_accuracy(net, evals[j]))
         if j == 0:
@@ -438,7 +453,7 @@ def _baselines(spec, weights, datas, evals, rows, config, steps, device, listene
     lower_net, lower = baselines.SeparateHeads(spec, weights, device), []
     for i, data in enumerate(datas):
         listener.start(f"lower bound {i + 1}/{len(datas)}", steps)
-        lower_net.train_task(_train_tensors(data, spec, device), train_config(i, data),
+        lower_net.train_task(_train_tensors(data, spec, device, config.data_dir), train_config(i, data),
                              lambda s, *_: listener.advance(s))
         if i + 1 in rows:
             lower.append(pad([_dense_accuracy(lower_net.with_head(j), evals[j]) for j in range(i + 1)], len(datas)))
@@ -453,7 +468,7 @@ def _baselines(spec, weights, datas, evals, rows, config, steps, device, listene
                     heads.keep_as_is()  # the upper bound's first model, trunk and head
                     continue
                 listener.start(f"{name} {j + 1}/{len(datas)}", steps)
-                heads.train_task(_train_tensors(data, spec, device), train_config(j, data),
+                heads.train_task(_train_tensors(data, spec, device, config.data_dir), train_config(j, data),
                                  lambda s, *_: listener.advance(s))
             accuracy = [_dense_accuracy(heads.with_head(j), evals[j]) for j in range(len(datas))]
             found[name] = [pad(accuracy[:c], len(datas)) for c in rows]
@@ -481,8 +496,8 @@ def _planned_steps(config: BenchmarkConfig, to_learn: int, tasks: int) -> int:
     return (to_learn + baseline_tasks) * config.steps
 
 
-def _train_tensors(data: TaskData, spec, device):
-    return task_tensors(load_task(data, "train"), spec, device)
+def _train_tensors(data: TaskData, spec, device, data_dir: Path | None):
+    return task_tensors(load_task(data, "train", data_dir), spec, device)
 
 
 def _dense_accuracy(net, e: EvalSet) -> float:
@@ -495,7 +510,8 @@ def _speed(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: tor
     # A residual network's step costs about a hundred of an MLP's: fewer of them make the same estimate.
     steps_per_block, blocks = (60, 5) if net.spec.family == "mlp" else (5, 3)
     steps_per_block = min(steps_per_block, max(5, steps))  # never ten times the training it reports on
-    times = speed.training_step_times(net, _train_tensors(first, net.spec, device), TrainConfig(seed=config.seed),
+    first_task = _train_tensors(first, net.spec, device, config.data_dir)
+    times = speed.training_step_times(net, first_task, TrainConfig(seed=config.seed),
                                       steps_per_block, blocks)
     trained_images = len(train_seconds) * steps * TrainConfig().batch_size
     return {

@@ -1,4 +1,5 @@
-"""The command line: parse arguments, call one engine function, render, map errors to exit codes."""
+"""The command line: parse arguments, make one call to the API (supsup_cli.model), render, and map
+errors to exit codes. The top layer, with the benchmark: nothing below imports it."""
 
 import os
 import sys

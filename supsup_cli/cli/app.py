@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 import traceback
 from typing import Annotated
@@ -18,6 +19,15 @@ from supsup_cli.errors import ArchiveNotFound, DiskFull, SupsupError
 
 # Typer 0.2x vendors click as typer._click; older releases depend on click itself.
 click = getattr(typer, "_click", None) or __import__("click")
+
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def as_flags(message: str) -> str:
+    """The library names a parameter as Python does (`batch_size`); the command line, as its flag
+    (--batch-size). Every parameter's flag is its name so spelled: one rule, no table to keep."""
+    return _PARAMETER.sub(lambda found: "--" + found.group(1).replace("_", "-"), message)
+
 
 def _plain_argument_names() -> None:
     """Help names arguments as ARCHIVE and INPUTS..., not {ARCHIVE} <path> or <list[Path]>: Python
@@ -100,7 +110,7 @@ def run(argv: list[str]) -> int:
             raise KeyboardInterrupt
         return result if isinstance(result, int) else exit_codes.OK
     except SupsupError as error:
-        output.error_line(_one_line(str(error)))
+        output.error_line(_one_line(as_flags(str(error))))
         return exit_codes.for_error(error)
     except click.exceptions.ClickException as error:
         if type(error).__name__ == "NoArgsIsHelpError":

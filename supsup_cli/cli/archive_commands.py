@@ -36,10 +36,11 @@ def init(
 
     Example: supsup init model.supsup --arch lenet300-100 --seed 0
     """
-    spec = registry.resolve(arch, output_size)
-    digest = archive.create(path, spec, seed, force=force)
-    result = {"path": str(path), "arch": spec.name, "output_size": spec.output_size, "seed": seed,
-              "weights_sha256": digest}
+    from supsup_cli.model import Model
+
+    model = Model.create(path, arch, seed=seed, output_size=output_size, force=force)
+    result = {"path": str(path), "arch": model.spec.name, "output_size": model.spec.output_size, "seed": seed,
+              "weights_sha256": model.weights_sha256}
     if json_:
         output.emit_json(result)
     else:
@@ -85,9 +86,9 @@ def inspect(
 
 
 def _verify(path: Path, json_: bool) -> int:
-    from supsup_cli.archive.verify import verify
+    from supsup_cli.model import verify_archive
 
-    report = verify(path)
+    report = verify_archive(path).to_dict()
     if json_:
         output.emit_json(report)
     else:
@@ -147,10 +148,9 @@ def size(path: ArchivePath, json_: _SizeJson = False) -> None:
 
     Example: supsup size model.supsup --json | jq .mask_to_entropy_bound
     """
-    from supsup_cli.size import storage_report
+    from supsup_cli.model import Model
 
-    with archive.Archive(path) as opened:
-        report = storage_report(opened)
+    report = Model(path).size().to_dict()
     if json_:
         output.emit_json(report)
         return
@@ -198,9 +198,9 @@ def hopfield_store(
 
     Example: supsup hopfield-store model.supsup --drop-masks
     """
-    from supsup_cli.hopfield_store import hopfield_store as store
+    from supsup_cli.model import Model
 
-    result = store(path, drop_masks)
+    result = Model(path).hopfield_store(drop_masks).to_dict()
     if json_:
         output.emit_json(result)
     else:
@@ -221,7 +221,9 @@ def merge(
 
     Example: supsup merge all.supsup part-*.supsup
     """
-    result = archive.merge(out, inputs, on_duplicate, force)
+    from supsup_cli.model import merge as merge_archives
+
+    result = merge_archives(out, inputs, on_duplicate, force).to_dict()
     if json_:
         output.emit_json(result)
     else:

@@ -11,7 +11,7 @@ import typer
 from supsup_cli import choices, registry
 from supsup_cli.choices import listed
 from supsup_cli.cli import interrupts, output, report
-from supsup_cli.cli.options import Device, json_flag, refuse_given
+from supsup_cli.cli.options import DataDir, Device, json_flag, refuse_given
 from supsup_cli.errors import QualityGateFailed
 
 QUICK = {"tasks": 5, "steps": 1000, "eval_images": 1000}
@@ -77,6 +77,7 @@ def benchmark(
     quick: Annotated[bool, typer.Option("--quick", help="5 tasks, 1000 steps, 1000 test images: about a minute.")]
     = False,
     device: Device = "auto",
+    data_dir: DataDir = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the base network, and mixed into each "
                                                            "task's seed.")] = 0,
     json_: _Json = False,
@@ -113,7 +114,7 @@ def benchmark(
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
                 hopfield_steps=hopfield_steps, density=density, budget=density_budget, er_scale=er_scale, epochs=epochs,
                 protocols=engine.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks,
-                tasks_per_step=tasks_per_step)
+                tasks_per_step=tasks_per_step, data_dir=data_dir)
             results = engine.run_benchmark(config, listener)
     if out is not None:
         for path in report.write_files(results, out):
@@ -133,8 +134,10 @@ def _refuse_idle_flags(ctx: typer.Context, suite: str, arch: str, density: float
     if suite == "speed":
         refuse_given(ctx, ("method", "objective", "same_task", "density", "density_budget", "scenario", "hopfield",
                            "hopfield_steps", "protocol", "max_masks", "archive", "out", "baselines", "fail_under",
-                           "quick", "er_scale", "epochs"),
+                           "quick", "er_scale", "epochs", "data_dir"),
                      "with --suite speed (it times training and inference of its own tasks)")
+    if suite in ("permuted-mnist", "rotated-mnist", "split-mnist"):
+        refuse_given(ctx, ("data_dir",), f"with --suite {suite} (MNIST ships with supsup)")
     if density is None and density_budget != "er":
         refuse_given(ctx, ("density_budget",), "without --density")
     if ctx.get_parameter_source("epochs").name == "COMMANDLINE":

@@ -10,13 +10,12 @@ import typer
 from supsup_cli import choices
 from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
-from supsup_cli.cli.options import ArchivePath, Device, json_flag, refuse_given
+from supsup_cli.cli.options import ArchivePath, Device, json_flag
 
 _Json = json_flag("one object per input, one per line")
 
 
 def infer(
-    ctx: typer.Context,
     path: ArchivePath,
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUTS...", help="PNG/JPEG files, folders of them, or "
                                                                           ".npy arrays (N x H x W).",
@@ -43,19 +42,11 @@ def infer(
 
     Example: supsup infer model.supsup imgs/ --json
     """
-    from supsup_cli.infer import InferRequest, infer as run_infer
+    from supsup_cli.model import Model
 
-    searching = ("method", "objective", "same_task")
-    if task is not None:
-        refuse_given(ctx, searching, "with --task (the task is given: nothing is inferred)")
-    if hopfield:
-        refuse_given(ctx, searching, "with --hopfield (the mask is recovered, not searched for)")
-    else:
-        refuse_given(ctx, ("hopfield_steps",), "without --hopfield")
-
-    prediction = run_infer(InferRequest(path=path, inputs=inputs, task=task, method=method, objective=objective,
-                                        same_task=same_task, resize=resize, device=device, hopfield=hopfield,
-                                        hopfield_steps=hopfield_steps))
+    prediction = Model(path, device=device).infer_files(
+        inputs, resize=resize, task=task, method=method, objective=objective, same_task=same_task,
+        hopfield=hopfield, hopfield_steps=hopfield_steps)
     for message in prediction.notes:
         output.note(f"supsup: note: {message}")
     for result in prediction.results:

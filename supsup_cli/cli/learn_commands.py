@@ -7,7 +7,6 @@ Engine modules that import torch are imported inside the commands that need them
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +20,6 @@ from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Devi
                                     refuse_given, task_data, task_datas)
 from supsup_cli.data.images import export_examples
 from supsup_cli.data.tasks import load_task
-from supsup_cli.errors import InvalidArgument
 
 _LearnJson = json_flag("one object per task learned, one per line")
 _ExportJson = json_flag("the output folder and the number of images")
@@ -92,9 +90,7 @@ def learn(
     Example: supsup learn-task model.supsup --permute 1-250 --tasks-per-step 10 --device cuda
     Example: supsup learn-task model.supsup --data mnist --permute 8 --auto --max-masks 100
     """
-    from supsup_cli.autolearn import learn_auto
-    from supsup_cli.learn import LearnRequest, learn_tasks
-    from supsup_cli.training import TrainConfig
+    from supsup_cli.model import Model
 
     if not auto:
         refuse_given(ctx, ("decide_every", "epsilon", "max_masks"), "without --auto")
@@ -105,23 +101,26 @@ def learn(
     if density is None and density_budget != "er":
         refuse_given(ctx, ("density_budget",), "without --density")
     datas = task_datas(data, permute, rotate, classes, resample)
-    if name is not None and len(datas) > 1:
-        raise InvalidArgument(f"--name names one task; --permute/--rotate name {len(datas)}")
-    config = TrainConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, density=density, seed=seed,
-                         optimizer=optimizer, budget=density_budget, er_scale=er_scale)
-    requests = [LearnRequest(path=path, data=d, name=name, init=init, device=device, data_dir=data_dir, config=config)
-                for d in datas]
+    training = dict(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, density=density, seed=seed,
+                    optimizer=optimizer, density_budget=density_budget, er_scale=er_scale)
+    model = Model(path, device=device)
     notes: list[str] = []
-    with _TaskProgress(len(requests), steps, batch_size) as progress:
+    with _TaskProgress(len(datas), steps, batch_size) as progress:
         if auto:
             def each_auto():
-                for position, request in enumerate(requests):
-                    progress.started(position, request)
-                    yield learn_auto(request, decide_every, epsilon, max_masks, progress.step, notes)
+                for position, task in enumerate(datas):
+                    progress.started(position, name or task.default_name())
+                    yield model.learn_auto(task, name=name, decide_every=decide_every, epsilon=epsilon,
+                                           max_masks=max_masks, init=init, progress=progress.step, notes=notes,
+                                           data_dir=data_dir, **training)
 
             results = each_auto()
         else:
-            results = learn_tasks(requests, progress.step, progress.started, together=tasks_per_step)
+            results = model.learn_many(datas, name=name, init=init, tasks_per_step=tasks_per_step,
+                                       progress=progress.step, data_dir=data_dir,
+                                       started=lambda position, request, steps: progress.started(
+                                           position, request.name or request.data.default_name(), steps),
+                                       **training)
         for result in results:
             shown = _rendered(result)
             progress.finished(shown)
@@ -134,7 +133,7 @@ def _rendered(result) -> dict | None:
     """A learned task as printed: seconds to the millisecond, densities and statistics to 6 digits."""
     if result is None:  # a torchrun rank other than 0: rank 0 reports
         return None
-    plain = dict(result) if isinstance(result, dict) else dataclasses.asdict(result)  # dict: --auto's report
+    plain = result.to_dict()
     plain.update(train_seconds=round(plain["train_seconds"], 3), density=round(plain["density"], 6))
     if "decisions" in plain:
         plain["decisions"] = [{**d, "statistic": None if d["statistic"] is None else round(d["statistic"], 6)}
@@ -177,11 +176,10 @@ class _TaskProgress:
     def __exit__(self, *exc: object) -> None:
         self._bars.close()
 
-    def started(self, position: int, request, steps: int | None = None) -> None:
+    def started(self, position: int, label: str, steps: int | None = None) -> None:
         """A task begins; `steps` when it differs from --steps (--epochs sets it by the examples)."""
         interrupts.check()
         self._bars.close()
-        label = request.name or request.data.default_name()
         counted = f" ({position + 1}/{self.tasks})" if self.tasks > 1 else ""
         self._update = self._bars.enter_context(output.progress_bar(f"learning {label}{counted}", steps or self.steps))
         self._task_began = time.perf_counter()

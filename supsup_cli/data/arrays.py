@@ -40,6 +40,21 @@ def as_uint8_images(images: Any) -> np.ndarray:
     return np.rint(array * 255).astype(np.uint8)
 
 
+def network_pixels(images: Any, input_shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 [N, C, H, W] in a network's input shape from images as `as_uint8_images` takes them, or
+    N x pixels for a single-channel network (as `supsup infer` reads .npy files)."""
+    array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    if array.ndim == 2 and input_shape[0] == 1 and array.shape[1] == int(np.prod(input_shape)):
+        array = array.reshape(array.shape[0], *input_shape[1:])
+    pixels = as_uint8_images(array)
+    if pixels.ndim == 3:
+        pixels = pixels[:, None]
+    if tuple(pixels.shape[1:]) != tuple(input_shape):
+        raise BadInput(f"images are {'x'.join(map(str, pixels.shape[1:]))} (channels x height x width); the "
+                       f"archive's network takes {'x'.join(map(str, input_shape))}")
+    return pixels
+
+
 def examples_of_arrays(images: Any, labels: Any, classes: tuple[int, ...] | None = None) -> TaskExamples:
     """A task's examples from arrays; its classes are the labels that occur (or `classes`), in order;
     the input normalization is measured on these images."""

@@ -30,22 +30,22 @@ class TaskData:
 
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLINGS:
-            raise InvalidArgument(f"--resample must be bilinear or nearest, got {self.resample!r}")
+            raise InvalidArgument(f"`resample` must be bilinear or nearest, got {self.resample!r}")
         if self.resample != "bilinear" and self.rotate is None:
-            raise InvalidArgument("--resample chooses how --rotate samples pixels: give --rotate")
+            raise InvalidArgument("`resample` chooses how `rotate` samples pixels: give `rotate`")
         if self.permute is not None and self.rotate is not None:
-            raise InvalidArgument("--permute and --rotate conflict: a task has one pixel transform")
+            raise InvalidArgument("`permute` and `rotate` conflict: a task has one pixel transform")
         if self.permute is not None and not 0 <= self.permute < 2**64:
-            raise InvalidArgument("--permute takes a seed in [0, 2**64)")
+            raise InvalidArgument("`permute` takes a seed in [0, 2**64)")
         if self.rotate is not None and not math.isfinite(self.rotate):
-            raise InvalidArgument("--rotate takes a finite number of degrees")
+            raise InvalidArgument("`rotate` takes a finite number of degrees")
         if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
-            raise InvalidArgument("--classes takes distinct class labels, e.g. --classes 0,1")
+            raise InvalidArgument("`classes` takes distinct class labels, e.g. 0,1")
 
     def check_classes(self, num_classes: int) -> None:
         bad = [c for c in self.classes or () if not 0 <= c < num_classes]
         if bad:
-            raise InvalidArgument(f"--classes {bad[0]} is out of range: {self.dataset} has classes 0-{num_classes - 1}")
+            raise InvalidArgument(f"`classes` {bad[0]} is out of range: {self.dataset} has classes 0-{num_classes - 1}")
 
     def task_classes(self, num_classes: int) -> tuple[int, ...]:
         return self.classes if self.classes is not None else tuple(range(num_classes))

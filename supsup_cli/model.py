@@ -1,0 +1,363 @@
+"""`Model`: an opened archive and everything one does with it, the library's front door.
+
+    import supsup_cli as supsup
+    model = supsup.Model.create("model.supsup", "lenet300-100")
+    images, labels = supsup.load_data("mnist", split="train", permute=3)
+    model.learn(images, labels, steps=300)
+    model.learn(supsup.TaskData("mnist", permute=4))
+    found = model.infer(images[:20])                  # each image's task and class
+    net = model.network(0)                            # a plain torch module of task 0
+
+The command line is one client of this class: each command parses, makes one call here, renders.
+Every write is one commit under the archive's lock, crash-safe, as on the command line; a `Model`
+reads the archive again where it needs the tasks, so it sees what another writer committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from supsup_cli import archive, registry
+from supsup_cli.archive.records import TaskRecord
+from supsup_cli.data.arrays import data_of_arrays, examples_of_arrays, network_pixels
+from supsup_cli.data.transforms import TaskData
+from supsup_cli.errors import BadInput, InvalidArgument
+from supsup_cli.results import AutoLearned, HopfieldStored, MergeResult, StorageReport, VerifyReport
+
+if TYPE_CHECKING:
+    import torch
+
+    from supsup_cli.infer import Inferred, Prediction
+    from supsup_cli.learn import LearnedTask, LearnRequest
+    from supsup_cli.network import TaskNetwork
+
+Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accuracy)
+
+_TRAINING = ("steps", "epochs", "batch_size", "lr", "optimizer", "density", "density_budget", "er_scale", "seed")
+
+
+class Model:
+    """An archive of supermasks over one frozen base network. Open one with `supsup_cli.open(path)`
+    or make one with `Model.create(path, arch)`."""
+
+    def __init__(self, path: str | Path, *, device: str = "auto") -> None:
+        """Open the archive at `path` (raises ArchiveNotFound, NotAnArchive, ArchiveCorrupt, VersionTooNew).
+        `device`: where the network computes: "auto", "cpu", "cuda" or "cuda:N"."""
+        self.path = Path(path)
+        self.device = device
+        # Structure and header only: each verb opens the archive again, checked in full, as it is then.
+        with archive.Archive(self.path, verify_content=False, check_weights=False, load_records=False) as opened:
+            self.spec, self.seed, self.weights_sha256 = opened.spec, opened.seed, opened.weights_sha256
+        self._weights: dict[str, list[np.ndarray]] = {}  # base weights by SHA-256, generated once
+
+    @classmethod
+    def create(cls, path: str | Path, arch: str, seed: int = 0, output_size: int | None = None,
+               force: bool = False, *, device: str = "auto") -> "Model":
+        """A new archive with no tasks (`supsup init`). Raises ArchiveExists unless `force`, and
+        InvalidArgument for an unknown `arch` or an `output_size` out of range."""
+        archive.create(Path(path), registry.resolve(arch, output_size), seed=seed, force=force)
+        return cls(path, device=device)
+
+    # The tasks, read from the archive on each access.
+
+    @property
+    def tasks(self) -> list[TaskRecord]:
+        """Every committed task's record, in order."""
+        with archive.Archive(self.path) as opened:
+            return list(opened.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[TaskRecord]:
+        return iter(self.tasks)
+
+    def __getitem__(self, task: int | str) -> TaskRecord:
+        """A task's record by index or name (raises UnknownTask)."""
+        with archive.Archive(self.path) as opened:
+            return opened.tasks[opened.task_index(str(task))]
+
+    def __repr__(self) -> str:
+        tasks = self.tasks
+        names = ", ".join(t.name for t in tasks[:3]) + (", ..." if len(tasks) > 3 else "")
+        return (f"Model({str(self.path)!r}, arch={self.spec.name!r}, output_size={self.spec.output_size}, "
+                f"seed={self.seed}, tasks={len(tasks)}{f' [{names}]' if tasks else ''})")
+
+    # Learning.
+
+    def learn(self, data: Any, labels: Any = None, *, test: tuple[Any, Any] | None = None, name: str | None = None,
+              init: str = "kaiming", progress: Progress | None = None, data_dir: str | Path | None = None,
+              **training: Any) -> "LearnedTask":
+        """Train one supermask and commit it (`supsup learn-task`).
+
+        Args:
+            data: a `TaskData` (a built-in dataset and its transform); images in memory (uint8, or
+                float in [0, 1]; N x H x W or N x C x H x W; numpy or torch) with their `labels`; or a
+                map-style `torch.utils.data.Dataset` of (image, label) pairs.
+            labels: the images' integer labels (arrays only).
+            test: (images, labels) to measure the test accuracy on (arrays and datasets; a TaskData
+                brings its own test split).
+            name: the task's name (default: from the data).
+            init: "kaiming", or "mean" to start from the running mean of the committed masks.
+            training: steps (1000), epochs, batch_size (128), lr, optimizer, density, density_budget,
+                er_scale, seed (0).
+        Returns:
+            the committed task's `LearnedTask`.
+        Raises:
+            InvalidArgument naming the parameter out of range or in conflict; BadInput for data that
+            cannot be a task; DuplicateTask when the name is taken.
+        """
+        from supsup_cli.learn import learn_tasks
+
+        request = self._request(data, labels, test, name, init, data_dir, training)
+        return next(iter(learn_tasks([request], progress)))
+
+    def learn_many(self, datas: Iterable[Any], *, name: str | None = None, init: str = "kaiming",
+                   tasks_per_step: int = 1, progress: Progress | None = None,
+                   started: Callable[[int, Any, int], None] | None = None, data_dir: str | Path | None = None,
+                   **training: Any) -> Iterator["LearnedTask"]:
+        """Learn tasks one after another (`supsup learn-task --permute 1-250`), each committed as soon as
+        it is learned; yields each committed task's `LearnedTask`. `datas`: TaskData, (images, labels)
+        pairs or datasets. `tasks_per_step`: that many train together in one batched step, with the
+        masks they would get one at a time. `name` names a single task. `started(position, request,
+        steps)` announces each task. Takes `learn`'s training parameters."""
+        from supsup_cli.learn import learn_tasks
+
+        datas = list(datas)
+        if name is not None and len(datas) > 1:
+            raise InvalidArgument(f"`name` names one task; there are {len(datas)}")
+        requests = [self._request(*_pair(data), None, name, init, data_dir, training) for data in datas]
+        return learn_tasks(requests, progress, started, together=tasks_per_step)
+
+    def learn_auto(self, data: Any, labels: Any = None, *, test: tuple[Any, Any] | None = None,
+                   name: str | None = None, decide_every: int = 100, epsilon: float = 0.125,
+                   max_masks: int | None = None, init: str = "kaiming", progress: Progress | None = None,
+                   notes: list[str] | None = None, data_dir: str | Path | None = None,
+                   **training: Any) -> AutoLearned | None:
+        """Scenario NNs (`supsup learn-task --auto`): no task id; every `decide_every` batches One-Shot
+        over the archive's masks decides whether the data belongs to a known mask (trained further)
+        or needs a new one (allocated when K max(nu) < 1 + `epsilon`; never past `max_masks`).
+        Takes `learn`'s data and training parameters."""
+        from supsup_cli.autolearn import learn_auto
+
+        if decide_every < 1:
+            raise InvalidArgument(f"`decide_every` must be at least 1, got {decide_every}")
+        if not epsilon > 0:
+            raise InvalidArgument(f"`epsilon` must be positive, got {epsilon}")
+        if max_masks is not None and max_masks < 1:
+            raise InvalidArgument(f"`max_masks` must be at least 1, got {max_masks}")
+        if training.get("epochs") is not None:
+            raise InvalidArgument("`epochs` has no effect with `auto`: a decision every `decide_every` steps")
+        request = self._request(data, labels, test, name, init, data_dir, training)
+        result = learn_auto(request, decide_every, epsilon, max_masks, progress, notes)
+        return None if result is None else AutoLearned.from_dict(result)  # None: a torchrun rank but the first
+
+    def _request(self, data: Any, labels: Any, test: tuple[Any, Any] | None, name: str | None, init: str,
+                 data_dir: str | Path | None, training: dict[str, Any]) -> "LearnRequest":
+        from supsup_cli.learn import LearnRequest
+
+        config = _train_config(training)
+        if isinstance(data, TaskData):
+            if labels is not None or test is not None:
+                raise BadInput("`labels` and `test` are for images in memory; a TaskData brings its own")
+            return LearnRequest(self.path, data, config, name, init, self.device, _path(data_dir))
+        train = _examples(data, labels)
+        held_out = None if test is None else _examples(*test, classes=train.classes)
+        return LearnRequest(self.path, data_of_arrays(train), config, name, init, self.device,
+                            examples=(train, held_out))
+
+    # Inference.
+
+    def infer(self, inputs: Any, *, method: str = "one-shot", objective: str = "entropy", task: int | str | None = None,
+              same_task: bool = False, hopfield: bool = False, hopfield_steps: int | None = None,
+              notes: list[str] | None = None) -> "Inferred":
+        """Each image's task and class (`supsup infer`).
+
+        Args:
+            inputs: images as `learn` takes them (uint8 or float in [0, 1]; N x H x W, N x C x H x W, or
+                N x pixels for a single-channel network; numpy or torch).
+            method, objective: how the task is inferred ("one-shot", "binary" or "exhaustive";
+                "entropy" or "g"); not with `task` or `hopfield`.
+            task: index or name: use that task's mask, nothing is inferred (scenario GG).
+            same_task: one task for all the images together.
+            hopfield: recover one mask for all images from the archive's Hopfield reservoir.
+        Raises:
+            InvalidArgument for conflicting parameters; UnknownTask; NoTasks; BadInput.
+        """
+        from supsup_cli.infer import InferRequest, infer_pixels
+
+        _check_infer(method, objective, task, same_task, hopfield, hopfield_steps)
+        pixels = network_pixels(inputs, self.spec.input_shape)
+        request = InferRequest(self.path, [], None if task is None else str(task), method, objective, same_task,
+                               device=self.device, hopfield=hopfield, hopfield_steps=hopfield_steps)
+        return infer_pixels(request, pixels.astype(np.float32) / 255.0, notes, weights=self._weights)
+
+    def network(self, task: int | str) -> "TaskNetwork":
+        """Task `task`'s network as a plain `torch.nn.Module`: frozen, in eval mode, its mask applied and
+        its batch-norm statistics loaded. It takes what `infer` takes and returns logits over the
+        task's classes (`module.classes` are their labels), as `infer(..., task=task)` computes them."""
+        from supsup_cli.network import TaskNetwork
+
+        with archive.Archive(self.path) as opened:
+            index = opened.task_index(str(task))
+            if opened.index.mask_codec[index].min() == 0:
+                raise InvalidArgument(f"task {index}'s mask is kept only in the Hopfield reservoir")
+            stats = opened.stats(index) if opened.spec.norm == "running" else None
+            network = TaskNetwork(opened.spec, self._base_weights(opened), opened.tasks[index],
+                                  opened.packed_mask(index), stats)
+        return network.to(_torch_device(self.device))
+
+    # The archive itself.
+
+    def infer_files(self, inputs: Sequence[str | Path], *, resize: bool = False, method: str = "one-shot",
+                    objective: str = "entropy", task: int | str | None = None, same_task: bool = False,
+                    hopfield: bool = False, hopfield_steps: int | None = None) -> "Prediction":
+        """`infer` on image files (PNG, JPEG, .npy arrays, or folders of them), as `supsup infer` reads
+        them; `resize` to the network's input size. Unreadable files become `failures`, not errors."""
+        from supsup_cli.infer import InferRequest, infer
+
+        _check_infer(method, objective, task, same_task, hopfield, hopfield_steps)
+        return infer(InferRequest(self.path, [Path(p) for p in inputs], None if task is None else str(task), method,
+                                  objective, same_task, resize=resize, device=self.device, hopfield=hopfield,
+                                  hopfield_steps=hopfield_steps), weights=self._weights)
+
+    def size(self) -> StorageReport:
+        """What the archive costs on disk, beside the entropy bound, the paper's scheme and dense weights."""
+        from supsup_cli.size import storage_report
+
+        with archive.Archive(self.path) as opened:
+            return StorageReport.from_dict(storage_report(opened))
+
+    def verify(self) -> VerifyReport:
+        """Every checksum of the archive, task by task (`supsup inspect --verify`); a damaged archive
+        is reported, not raised (`report.ok`)."""
+        return verify_archive(self.path)
+
+    def hopfield_store(self, drop_masks: bool = False) -> HopfieldStored:
+        """Store every task's neuron mask in the Hopfield reservoir (`supsup hopfield-store`); with
+        `drop_masks`, keep masks only there. Raises InvalidArgument for weight-masked networks."""
+        from supsup_cli.hopfield_store import hopfield_store
+
+        return HopfieldStored.from_dict(hopfield_store(self.path, drop_masks))
+
+    def _base_weights(self, opened: archive.Archive) -> list[np.ndarray]:
+        if opened.weights_sha256 not in self._weights:
+            self._weights = {opened.weights_sha256: opened.base_weights()}
+        return self._weights[opened.weights_sha256]
+
+
+def open(path: str | Path, *, device: str = "auto") -> Model:  # noqa: A001 (supsup_cli.open, as io.open)
+    """The archive at `path` as a `Model`."""
+    return Model(path, device=device)
+
+
+def verify_archive(path: str | Path) -> VerifyReport:
+    """`Model.verify` for an archive that may be too damaged to open as a `Model`."""
+    from supsup_cli.archive.verify import verify
+
+    return VerifyReport.from_dict(verify(Path(path)))
+
+
+def merge(out: str | Path, inputs: Sequence[str | Path], on_duplicate: str = "refuse",
+          force: bool = False) -> MergeResult:
+    """One archive with every task of `inputs`, in order (`supsup merge`); `on_duplicate`: "refuse",
+    "rename" or "skip" a task name seen before. Raises ArchiveExists unless `force`."""
+    return MergeResult.from_dict(archive.merge(Path(out), [Path(p) for p in inputs], on_duplicate, force))
+
+
+def load_data(dataset: str = "mnist", split: str = "train", *, permute: int | None = None,
+              rotate: float | None = None, classes: Sequence[int] | None = None, resample: str = "bilinear",
+              data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A built-in dataset's task as arrays: (uint8 images N x H x W or N x C x H x W, int64 labels),
+    transformed as `learn` would (`permute`, `rotate`, `classes`). Raises DataUnavailable when the
+    dataset is neither shipped nor downloadable."""
+    from supsup_cli.data.tasks import load_task
+
+    if split not in ("train", "test"):
+        raise InvalidArgument(f"`split` must be train or test, got {split!r}")
+    data = TaskData(dataset, permute=permute, rotate=rotate, classes=None if classes is None else tuple(classes),
+                    resample=resample)
+    examples = load_task(data, split, _path(data_dir))
+    return np.array(examples.images), np.array(examples.labels)  # the caller's own, writable
+
+
+def _train_config(training: dict[str, Any]) -> Any:
+    from supsup_cli.training import TrainConfig
+
+    unknown = sorted(set(training) - set(_TRAINING))
+    if unknown:
+        raise InvalidArgument(f"no training parameter {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(_TRAINING)}")
+    values = dict(training)
+    return TrainConfig(**{k: v for k, v in values.items() if k != "density_budget"},
+                       budget=values.get("density_budget", "uniform"))
+
+
+def _pair(data: Any) -> tuple[Any, Any]:
+    """learn_many's items: a TaskData or dataset as it is, an (images, labels) pair split."""
+    if isinstance(data, tuple) and len(data) == 2:
+        return data
+    return data, None
+
+
+def _examples(data: Any, labels: Any, classes: tuple[int, ...] | None = None) -> Any:
+    if labels is None and _is_dataset(data):
+        data, labels = _dataset_arrays(data)
+    if labels is None:
+        raise BadInput("images in memory need their `labels` (or give a Dataset of (image, label) pairs)")
+    examples = examples_of_arrays(data, labels, classes)
+    if classes is None and len(examples.classes) < 2:
+        raise BadInput(f"every label is {examples.classes[0]}: a task needs at least two classes")
+    return examples
+
+
+def _is_dataset(data: Any) -> bool:
+    return hasattr(data, "__getitem__") and hasattr(data, "__len__") and not hasattr(data, "shape") \
+        and not isinstance(data, (list, tuple))
+
+
+def _dataset_arrays(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A map-style dataset's (image, label) pairs as two arrays."""
+    if not len(dataset):
+        raise BadInput("the dataset is empty")
+    images, labels = [], []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise BadInput(f"dataset item {index} is not an (image, label) pair")
+        image, label = item
+        images.append(image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image))
+        labels.append(int(label.item() if hasattr(label, "item") else label))
+    return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def _check_infer(method: str, objective: str, task: int | str | None, same_task: bool, hopfield: bool,
+                 hopfield_steps: int | None) -> None:
+    """The rules of inference's parameters, once (the command line renders them with its flags)."""
+    searching = [name for name, value, default in (("method", method, "one-shot"), ("objective", objective, "entropy"),
+                                                   ("same_task", same_task, False)) if value != default]
+    if task is not None and hopfield:
+        raise InvalidArgument("`hopfield` recovers the task's mask: do not also give `task`")
+    if searching and task is not None:
+        raise InvalidArgument(f"`{searching[0]}` has no effect with `task` (the task is given: nothing is inferred)")
+    if searching and hopfield:
+        raise InvalidArgument(f"`{searching[0]}` has no effect with `hopfield` (the mask is recovered, not "
+                              "searched for)")
+    if hopfield_steps is not None and not hopfield:
+        raise InvalidArgument("`hopfield_steps` has no effect without `hopfield`")
+    if hopfield_steps is not None and hopfield_steps < 1:
+        raise InvalidArgument(f"`hopfield_steps` must be at least 1, got {hopfield_steps}")
+
+
+def _torch_device(name: str) -> "torch.device":
+    from supsup_cli import device as device_
+
+    return device_.resolve(name)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)

@@ -1,0 +1,60 @@
+"""One task's network as a plain `torch.nn.Module`, to use in one's own code (`Model.network`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from supsup_cli.archive.records import TaskRecord
+from supsup_cli.data.arrays import network_pixels
+from supsup_cli.masks import unpack
+from supsup_cli.models import build, normalize, real_outputs
+from supsup_cli.registry import ArchSpec
+
+
+class TaskNetwork(torch.nn.Module):
+    """A task's network: frozen, in eval mode, its mask applied and its batch-norm statistics loaded.
+
+    `forward(images)` takes images as `Model.infer` does (uint8, or float in [0, 1]; N x H x W or
+    N x C x H x W; numpy or torch), normalizes them with the task's statistics and returns the logits
+    over the task's classes, computed as `infer` computes them with the task given: the arg-max of a
+    row is the position in `classes` of what `infer` answers.
+    """
+
+    outputs: torch.Tensor  # the output neuron of each of the task's classes
+
+    def __init__(self, spec: ArchSpec, weights: Sequence[np.ndarray], record: TaskRecord,
+                 packed: Sequence[np.ndarray], stats: np.ndarray | None) -> None:
+        super().__init__()
+        self.net = build(spec, weights)
+        if stats is not None:
+            self.net.load_stats(stats)
+        self.classes: tuple[int, ...] = tuple(record.classes)
+        self.task_name = record.name
+        self.mean, self.std = record.mean, record.std
+        masks = [unpack(torch.from_numpy(np.asarray(p)), w.numel()).view(w.shape)
+                 for p, w in zip(packed, self.net.base())]
+        for index, mask in enumerate(masks):
+            self.register_buffer(f"mask{index}", mask)
+        self.register_buffer("outputs", torch.tensor(real_outputs(spec, record.classes)))
+        self.requires_grad_(False)
+        self.eval()
+
+    def masks(self) -> list[torch.Tensor]:
+        return [getattr(self, f"mask{i}") for i in range(len(self.net.base()))]
+
+    def forward(self, images: Any) -> torch.Tensor:
+        pixels = network_pixels(images, self.net.spec.input_shape)
+        x = normalize(torch.from_numpy(pixels.astype(np.float32) / 255.0), self.mean, self.std)
+        logits: torch.Tensor = self.net(x.to(self.outputs.device), self.masks())
+        return logits[:, self.outputs]
+
+    def train(self, mode: bool = True) -> "TaskNetwork":
+        """Stays in eval mode: the statistics are the task's, not a batch's."""
+        return super().train(False)
+
+    def extra_repr(self) -> str:
+        return f"task={self.task_name!r}, classes={list(self.classes)}"
