@@ -130,14 +130,20 @@ class Archive:
         records = []
         names: set[str] = set()
         for offset, length in self.index.record_extent.tolist():
-            record = TaskRecord.from_json(stream[offset : offset + length], len(self.sites))
+            record = self.checked_record(stream[offset : offset + length])
             if record.name in names:
                 raise ArchiveCorrupt(f"{self.path}: task name {record.name!r} appears twice")
-            _check_fits(record, self.spec, self.path)
-            versions.check_record(self.format_version, record)
             names.add(record.name)
             records.append(record)
         return records
+
+    def checked_record(self, raw: bytes) -> TaskRecord:
+        """A task's record, checked by every rule of the spec that one record can break (3.5, 3.5.1,
+        section 0): the rules every command applies, and `inspect --verify` task by task."""
+        record = TaskRecord.from_json(raw, len(self.sites))
+        _check_fits(record, self.spec, self.path)
+        versions.check_record(self.format_version, record)
+        return record
 
     def close(self) -> None:
         self._file.close()

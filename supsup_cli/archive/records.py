@@ -99,8 +99,11 @@ def _validated(plain: Any, sites: int) -> TaskRecord:
                                         and all(c in "0123456789abcdef" for c in mask_digest)):
         raise fail("mask_sha256 must be null or 64 lowercase hex digits")
     created = plain.get("created")
-    if not isinstance(created, str) or len(created) > 64:
-        raise fail("created is not a timestamp string")
+    if not isinstance(created, str) or len(created) > 64 or not _is_time(created):
+        raise fail("created is not an ISO 8601 time of at most 64 characters")
+    problem = data_spec_problem(plain["data"], tuple(classes))
+    if problem is not None:
+        raise fail(f"data: {problem}")
     return TaskRecord(
         name=name,
         data=plain["data"],
@@ -113,6 +116,66 @@ def _validated(plain: Any, sites: int) -> TaskRecord:
         created=created,
         training=plain["training"],
     )
+
+
+BUILT_IN_DATASETS = ("mnist", "fashion-mnist", "kmnist", "cifar100")
+_TRANSFORM_FIELDS = {"dataset", "permute", "rotate", "classes", "resample"}
+_ARRAYS_FIELDS = {"dataset", "images", "sha256"}
+RESAMPLINGS = ("bilinear", "nearest")
+
+
+def data_spec_problem(data: dict[str, Any], classes: tuple[int, ...]) -> str | None:
+    """What is wrong with a record's data spec (formats/supsup-v3.md, 3.5.1), or None.
+
+    A built-in dataset or `folder:ROOT` with its transform fields; or `arrays` (a task learned from
+    images in memory) with the count and digest of its training examples. A field this list does
+    not know, an unknown dataset, `resample` without `rotate`, a sampling other than bilinear and
+    nearest, or `classes` other than the record's make the record, and so the archive, damaged."""
+    dataset = data.get("dataset")
+    if not isinstance(dataset, str):
+        return "dataset is not a string"
+    if dataset == "arrays":
+        unknown = set(data) - _ARRAYS_FIELDS
+        if unknown:
+            return f"fields this supsup does not know ({', '.join(sorted(unknown))})"
+        images, digest = data.get("images"), data.get("sha256")
+        if not (isinstance(images, int) and not isinstance(images, bool) and images >= 1):
+            return "arrays: images must be a positive integer (the number of training images)"
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            return "arrays: sha256 must be 64 lowercase hex digits"
+        return None
+    if dataset not in BUILT_IN_DATASETS and not (dataset.startswith("folder:") and len(dataset) > len("folder:")):
+        return f"unknown dataset {dataset!r}"
+    unknown = set(data) - _TRANSFORM_FIELDS
+    if unknown:
+        return f"fields this supsup does not know ({', '.join(sorted(unknown))})"
+    permute, rotate = data.get("permute"), data.get("rotate")
+    if permute is not None and not (isinstance(permute, int) and not isinstance(permute, bool)
+                                    and 0 <= permute < 2**64):
+        return "permute must be an integer seed in [0, 2**64)"
+    if rotate is not None and not _is_number(rotate):
+        return "rotate must be a finite number of degrees"
+    if permute is not None and rotate is not None:
+        return "permute and rotate together (a task has one pixel transform)"
+    if "resample" in data:
+        if data["resample"] not in RESAMPLINGS:
+            return f"resample must be one of {', '.join(RESAMPLINGS)}, got {data['resample']!r}"
+        if rotate is None:
+            return "resample without rotate"
+    if "classes" in data:
+        listed = data["classes"]
+        if not isinstance(listed, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in listed) \
+                or tuple(listed) != classes:
+            return "classes must list the record's classes, in order"
+    return None
+
+
+def _is_time(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_number(value: Any) -> bool:

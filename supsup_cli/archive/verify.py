@@ -39,25 +39,34 @@ def verify(path: Path) -> dict[str, Any]:
             report["weights_sha256_ok"] = True
         except WeightsMismatch:
             report["weights_sha256_ok"] = False
+        names: set[str] = set()
         for task in range(opened.index.tasks):
-            report["tasks"].append(_check_task(opened, task))
+            report["tasks"].append(_check_task(opened, task, names))
     report["damaged"] = [t["index"] for t in report["tasks"] if not t["ok"]]
     if not report["content_sha256_ok"] and not report["damaged"]:
         report["problem"] = "the content checksum fails outside every task's data (HDF5 metadata or free space)"
     return _finish(report)
 
 
-def _check_task(opened: Archive, task: int) -> dict[str, Any]:
+def _check_task(opened: Archive, task: int, names: set[str]) -> dict[str, Any]:
+    """One task against every rule a command applies when it reads it: its digest, its masks'
+    encoding, and its record (Archive.checked_record), names unique so far."""
+    record = b""
     try:
         stored = opened.stored_task(task)
         record = stored.record
-        ok = layout.task_digest(record, stored.encoded, stored.stats) == bytes(opened.index.sha256[task])
+        if layout.task_digest(record, stored.encoded, stored.stats) != bytes(opened.index.sha256[task]):
+            return {"index": task, "name": _name(record), "ok": False, "problem": "checksum mismatch"}
         for (codec, data), site in zip(stored.encoded, opened.sites):
             if codec != maskcodec.NONE:
                 maskcodec.decode_packed(data, codec, site.numel)
+        name = opened.checked_record(record).name
+        if name in names:
+            raise ArchiveCorrupt(f"task name {name!r} appears twice")
+        names.add(name)
     except (ArchiveCorrupt, OSError, ValueError) as exc:
-        return {"index": task, "name": None, "ok": False, "problem": str(exc)}
-    return {"index": task, "name": _name(record), "ok": ok, "problem": None if ok else "checksum mismatch"}
+        return {"index": task, "name": _name(record), "ok": False, "problem": str(exc)}
+    return {"index": task, "name": name, "ok": True, "problem": None}
 
 
 def _name(record: bytes) -> str | None:

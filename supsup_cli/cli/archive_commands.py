@@ -105,7 +105,7 @@ def _verify(path: Path, json_: bool) -> int:
     if report["ok"]:
         return exit_codes.OK
     output.error_line(f"{path}: damaged archive: " + (report["problem"] or
-                      f"tasks {', '.join(map(str, report['damaged']))} fail their checksums"))
+                      _damaged_tasks(report)))
     return exit_codes.for_error(ArchiveCorrupt(""))
 
 
@@ -141,6 +141,15 @@ def _task_summary(index: int, record: TaskRecord, site_sizes: list[int]) -> dict
 
 def data_spec_text(data: dict[str, Any]) -> str:
     return " ".join([str(data.get("dataset", "?"))] + [f"{k}={v}" for k, v in sorted(data.items()) if k != "dataset"])
+
+
+def _damaged_tasks(report: dict[str, Any]) -> str:
+    """The damaged tasks and the first one's problem: a checksum, or the rule its record breaks."""
+    damaged = [t for t in report["tasks"] if not t["ok"]]
+    if all(t["problem"] == "checksum mismatch" for t in damaged):
+        return f"tasks {', '.join(str(t['index']) for t in damaged)} fail their checksums"
+    first = next(t for t in damaged if t["problem"] != "checksum mismatch")
+    return f"tasks {', '.join(str(t['index']) for t in damaged)} are damaged (task {first['index']}: {first['problem']})"
 
 
 def size(path: ArchivePath, json_: _SizeJson = False) -> None:
