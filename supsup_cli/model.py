@@ -55,11 +55,32 @@ class Model:
         self._weights: dict[str, list[np.ndarray]] = {}  # base weights by SHA-256, generated once
 
     @classmethod
-    def create(cls, path: str | Path, arch: str, seed: int = 0, output_size: int | None = None,
-               force: bool = False, *, device: str = "auto") -> "Model":
-        """A new archive with no tasks (`supsup init`). Raises ArchiveExists unless `force`, and
-        InvalidArgument for an unknown `arch` or an `output_size` out of range."""
-        archive.create(Path(path), registry.resolve(arch, output_size), seed=seed, force=force)
+    def create(cls, path: str | Path, arch: str | None = None, seed: int = 0, output_size: int | None = None,
+               force: bool = False, *, input_shape: Sequence[int] | None = None,
+               arch_spec: dict[str, Any] | None = None, device: str = "auto") -> "Model":
+        """A new archive with no tasks (`supsup init`).
+
+        Args:
+            arch: a registry name (`lenet300-100`, ...), or `mlp:W1-W2-...` (an MLP of these hidden
+                widths, ReLU, masks on weights; `input_shape` default (1, 28, 28)).
+            arch_spec: instead of `arch`, a spec of one's own as a dict (the fields of a stored
+                spec: name, family, input_shape, widths, blocks, block, output_size, activation,
+                norm, mask_on, labels), every field checked against its bounds.
+            output_size: output neurons (real classes plus superfluous ones).
+        Raises:
+            ArchiveExists unless `force`; InvalidArgument for an unknown `arch`, a field out of
+            bounds, or `arch` and `arch_spec` both given or neither.
+        """
+        if (arch is None) == (arch_spec is None):
+            raise InvalidArgument("give one of `arch` and `arch_spec`")
+        if arch_spec is not None:
+            if output_size is not None or input_shape is not None:
+                raise InvalidArgument("`output_size` and `input_shape` have no effect with `arch_spec` (it has both)")
+            spec = registry.from_plain(arch_spec)
+        else:
+            assert arch is not None
+            spec = registry.resolve(arch, output_size, None if input_shape is None else tuple(input_shape))
+        archive.create(Path(path), spec, seed=seed, force=force)
         return cls(path, device=device)
 
     # The tasks, read from the archive on each access.

@@ -1,6 +1,6 @@
 """Version-stable pseudo-random numbers: a counter-based SplitMix64, in numpy integer arithmetic.
 
-Stream s, word w is mix(seed + gamma * (s * 2**40 + w + 1)) mod 2**64 (formats/supsup-v3.md).
+Stream s, word w is mix(seed + gamma * (s * 2**40 + w + 1)) mod 2**64 (formats/supsup-v4.md).
 Base weights use streams 0, 1, ... (one per layer); task permutations use PERMUTATION_STREAM.
 """
 

@@ -1,7 +1,8 @@
-"""Architectures as plain data: one literal registry of frozen specs.
+"""Architectures as plain data: a literal registry of frozen specs, and specs of one's own.
 
-An archive stores the resolved spec as JSON; on open it must equal what this registry
-resolves for the same name and options, so an archive can never carry code.
+An archive stores the resolved spec as JSON. A registry name must resolve to exactly the stored
+spec; any other spec (`mlp:512-256`, or a JSON file's) is checked field by field against bounds
+(`from_plain`). Either way an archive carries data, never code.
 """
 
 from __future__ import annotations
@@ -94,15 +95,98 @@ REGISTRY: dict[str, ArchSpec] = {
 }
 
 
-def resolve(name: str, output_size: int | None = None) -> ArchSpec:
+PARAMETRIC_MLP = "mlp:"  # mlp:W1-W2-...: ReLU, no norm, masks on weights, per-task labels
+DEFAULT_OUTPUT_SIZE = 10
+MAX_LAYERS = 16
+MAX_WIDTH = 65_536
+MAX_WEIGHTS = 500_000_000  # of the base network: 2 GB as float32
+
+
+def resolve(name: str, output_size: int | None = None, input_shape: tuple[int, ...] | None = None) -> ArchSpec:
+    """A registry entry, or `mlp:W1-W2-...` (hidden widths; `input_shape` default 1 x 28 x 28), with
+    `output_size` output neurons instead of the default."""
+    if output_size is not None and not MIN_OUTPUT_SIZE <= output_size <= MAX_OUTPUT_SIZE:
+        raise InvalidArgument(f"`output_size` must be between {MIN_OUTPUT_SIZE} and {MAX_OUTPUT_SIZE}, "
+                              f"got {output_size}")
+    if name.startswith(PARAMETRIC_MLP):
+        widths = _widths(name[len(PARAMETRIC_MLP):])
+        spec = ArchSpec(f"{PARAMETRIC_MLP}{'-'.join(map(str, widths))}", "mlp", tuple(input_shape or _MNIST), widths,
+                        (), "", output_size or DEFAULT_OUTPUT_SIZE, "relu", "none", "weights", "per-task")
+        return from_plain(json.loads(to_json(spec)), InvalidArgument)
     if name not in REGISTRY:
-        raise InvalidArgument(f"unknown architecture {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise InvalidArgument(f"unknown architecture {name!r}; known: {', '.join(sorted(REGISTRY))}, or "
+                              f"{PARAMETRIC_MLP}W1-W2-... (hidden widths)")
+    if input_shape is not None and tuple(input_shape) != REGISTRY[name].input_shape:
+        raise InvalidArgument(f"`input_shape` has no effect with {name}: it takes "
+                              f"{'x'.join(map(str, REGISTRY[name].input_shape))}")
     spec = REGISTRY[name]
-    if output_size is None:
-        return spec
-    if not MIN_OUTPUT_SIZE <= output_size <= MAX_OUTPUT_SIZE:
-        raise InvalidArgument(f"--output-size must be between {MIN_OUTPUT_SIZE} and {MAX_OUTPUT_SIZE}, got {output_size}")
-    return replace(spec, output_size=output_size)
+    return spec if output_size is None else replace(spec, output_size=output_size)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    parts = text.split("-")
+    if not text or not all(part.isdecimal() for part in parts):
+        raise InvalidArgument(f"{PARAMETRIC_MLP} takes hidden widths like {PARAMETRIC_MLP}512-256, got "
+                              f"{PARAMETRIC_MLP}{text}")
+    return tuple(int(part) for part in parts)
+
+
+_FIELDS = {"name": str, "family": str, "input_shape": list, "widths": list, "blocks": list, "block": str,
+           "output_size": int, "activation": str, "norm": str, "mask_on": str, "labels": str}
+
+
+def from_plain(plain: Any, error: type[Exception] = InvalidArgument) -> ArchSpec:
+    """A spec of one's own (or a registry entry), every field checked against its bounds; raises
+    `error` (InvalidArgument for a user's file, ArchiveCorrupt for an archive's) naming the field."""
+    def fail(what: str) -> Exception:
+        return error(f"architecture spec: {what}")
+
+    if not isinstance(plain, dict):
+        raise fail("not an object")
+    if set(plain) != set(_FIELDS):
+        missing, unknown = sorted(set(_FIELDS) - set(plain)), sorted(set(plain) - set(_FIELDS))
+        raise fail(f"needs exactly the fields {', '.join(_FIELDS)}"
+                   + (f"; missing {', '.join(missing)}" if missing else "")
+                   + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+    for key, kind in _FIELDS.items():
+        value = plain[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or \
+                (kind is list and not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise fail(f"{key} must be {'a list of integers' if kind is list else kind.__name__}")
+    name = plain["name"]
+    if not 1 <= len(name) <= 100 or not name.isprintable() or name != name.strip():
+        raise fail("name must be 1-100 printable characters")
+    if name in REGISTRY:
+        expected = replace(REGISTRY[name], output_size=plain["output_size"])
+        if plain != json.loads(to_json(expected)):
+            raise fail(f"{name} is a registry name, and this is not its entry (choose another name)")
+    family = plain["family"]
+    choices = {"family": ("mlp", "resnet"), "activation": ("relu", "swish"), "labels": ("per-task", "global"),
+               "norm": ("none", "batch") if family == "mlp" else ("running",),
+               "mask_on": ("weights", "neurons") if family == "mlp" else ("weights",),
+               "block": ("",) if family == "mlp" else ("basic", "bottleneck")}
+    for key, allowed in choices.items():
+        if plain[key] not in allowed:
+            raise fail(f"{key} must be {' or '.join(map(repr, allowed))} for family {family!r}, got {plain[key]!r}")
+    channels, height, width = (plain["input_shape"] + [0, 0, 0])[:3] if len(plain["input_shape"]) == 3 else (0, 0, 0)
+    if not (1 <= channels <= 16 and 1 <= height <= 4096 and 1 <= width <= 4096):
+        raise fail("input_shape must be [channels 1-16, height 1-4096, width 1-4096]")
+    widths, blocks = plain["widths"], plain["blocks"]
+    if not 1 <= len(widths) <= MAX_LAYERS or not all(1 <= w <= MAX_WIDTH for w in widths):
+        raise fail(f"widths must be 1-{MAX_LAYERS} sizes of 1-{MAX_WIDTH}")
+    if family == "mlp" and blocks:
+        raise fail("blocks must be [] for an MLP")
+    if family == "resnet" and (len(blocks) != len(widths) or not all(1 <= b <= 64 for b in blocks)):
+        raise fail("blocks must give 1-64 blocks for each stage of widths")
+    if not MIN_OUTPUT_SIZE <= plain["output_size"] <= MAX_OUTPUT_SIZE:
+        raise fail(f"output_size must be between {MIN_OUTPUT_SIZE} and {MAX_OUTPUT_SIZE}")
+    if family == "mlp" and plain["mask_on"] == "neurons" and plain["norm"] != "batch":
+        raise fail("neuron masks are for MLPs with batch norm (as fc2048-2048-hop)")
+    spec = ArchSpec(name, family, (channels, height, width), tuple(widths), tuple(blocks), plain["block"],
+                    plain["output_size"], plain["activation"], plain["norm"], plain["mask_on"], plain["labels"])
+    if sum(layer.numel for layer in weight_layers(spec)) > MAX_WEIGHTS:
+        raise fail(f"the network would have more than {MAX_WEIGHTS:,} weights")
+    return spec
 
 
 def weight_layers(spec: ArchSpec) -> tuple[WeightLayer, ...]:
@@ -183,7 +267,7 @@ def to_json(spec: ArchSpec) -> str:
 
 
 def from_json(text: str) -> ArchSpec:
-    """Parse a stored spec and check that it is exactly a registry entry (up to output size)."""
+    """Parse a stored spec: exactly a registry entry (up to output size), or one's own within bounds."""
     try:
         plain: Any = json.loads(text)
     except ValueError as exc:
@@ -191,7 +275,7 @@ def from_json(text: str) -> ArchSpec:
     if not isinstance(plain, dict) or not isinstance(plain.get("name"), str):
         raise ArchiveCorrupt("architecture spec is not an object with a name")
     if plain["name"] not in REGISTRY:
-        raise ArchiveCorrupt(f"architecture {plain['name']!r} is not known to this version of supsup")
+        return from_plain(plain, ArchiveCorrupt)  # one's own: checked field by field
     output_size = plain.get("output_size")
     if not isinstance(output_size, int):
         raise ArchiveCorrupt("architecture spec has no integer output_size")

@@ -1,6 +1,6 @@
 """The frozen random base network, regenerated from the seed, bit-identical everywhere.
 
-Method (formats/supsup-v3.md, "Base weights"): the sign of weight t of layer l is bit t of
+Method (formats/supsup-v4.md, "Base weights"): the sign of weight t of layer l is bit t of
 stream l of supsup_cli.prng. Only 64-bit integer arithmetic is involved, so neither torch's nor
 numpy's random generators, versions or thread counts can change the result.
 """

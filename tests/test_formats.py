@@ -22,14 +22,14 @@ def _run_spec_reader(spec_file: str, path) -> list[list[str]]:
     return [line.split(" ", 2) for line in out.stdout.splitlines()]
 
 
-def test_the_v3_spec_reader_reads_bitpacked_and_rice_masks(lenet_archive):
+def test_the_v4_spec_reader_reads_bitpacked_and_rice_masks(lenet_archive):
     spec = registry.resolve("lenet300-100")
     dense, sparse = random_masks(spec, 1, 0.5), random_masks(spec, 2, 0.07)
     archive.append_task(lenet_archive, dummy_record("dense", spec, dense), dense)
     archive.append_task(lenet_archive, dummy_record("sparse", spec, sparse), sparse)
     with archive.Archive(lenet_archive) as opened:
         assert set(np.unique(opened.index.mask_codec).tolist()) == {maskcodec.BITPACK, maskcodec.RICE}
-    lines = _run_spec_reader("supsup-v3.md", lenet_archive)
+    lines = _run_spec_reader("supsup-v4.md", lenet_archive)
     assert [line[:2] for line in lines] == [["0", "dense"], ["1", "sparse"]]
     expected = [round(float(m.mean()), 4) for m in sparse]
     assert lines[1][2] == str(expected)
@@ -74,7 +74,7 @@ def test_the_spec_reader_predicts_neuron_masks_with_batch_norm_as_supsup(tmp_pat
 
 
 def _spec_predictions(path, tasks: int, images, tmp_path) -> list[list[int]]:
-    spec = (REPO / "formats" / "supsup-v3.md").read_text()
+    spec = (REPO / "formats" / "supsup-v4.md").read_text()
     code = re.search(r"```python\n(.*?)```", spec[spec.index("## 6. Reading an archive by hand"):], re.S).group(1)
     np.save(tmp_path / "probe.npy", images)
     harness = code.replace('path = "model.supsup"', f"path = {str(path)!r}") + (
@@ -87,3 +87,18 @@ def _spec_predictions(path, tasks: int, images, tmp_path) -> list[list[int]]:
 def test_the_v3_spec_reader_lists_masks_kept_only_in_the_reservoir(tmp_path):
     lines = _run_spec_reader("supsup-v3.md", frozen_file("v3/hopfield-dropped.supsup", tmp_path))
     assert lines == [["0", "split-0", "[None, None]"], ["1", "split-2", "[None, None]"]]
+
+
+def test_the_v4_spec_reader_predicts_an_architecture_of_ones_own_as_supsup(tmp_path):
+    """Version 4: an MLP of one's own widths (supsup init --arch mlp:W1-W2), read and predicted from
+    the spec alone."""
+    spec = registry.resolve("mlp:40-30-20", 12)
+    path = tmp_path / "own.supsup"
+    archive.create(path, spec, seed=3)
+    for task in range(2):
+        masks = random_masks(spec, task, 0.6)
+        archive.append_task(path, dummy_record(f"own-{task}", spec, masks), masks)
+    images = probe_images(registry.resolve("lenet300-100"))
+    predicted = _spec_predictions(path, 2, images, tmp_path)
+    assert predicted == [api.infer_arrays(path, images, task=t).classes.tolist() for t in range(2)]
+    assert len({c for row in predicted for c in row}) > 1

@@ -88,6 +88,7 @@ def _relabelled(tmp_path, name: str, version: int):
     ("v3/lenet-bitpacked-rice.supsup", 2, "data field 'resample' exists only since format version 3"),
     ("v2/resnet18-narrow-stats.supsup", 1, "architecture resnet18-narrow exists only since format version 2"),
     ("v2/lenet-bitpacked-rice.supsup", 1, "mask codec 2 does not exist in format version 1"),
+    ("v4/mlp-of-ones-own.supsup", 3, "architecture mlp:64-32 exists only since format version 4"),
 ])
 def test_an_element_newer_than_its_files_version_is_refused(cli, tmp_path, name, version, element):
     path = _relabelled(tmp_path, name, version)

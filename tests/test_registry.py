@@ -43,7 +43,15 @@ def test_stored_spec_must_equal_the_registry_entry():
     plain["widths"] = [300, 101]
     with pytest.raises(ArchiveCorrupt, match="differs"):
         registry.from_json(json.dumps(plain))
-    with pytest.raises(ArchiveCorrupt, match="not known"):
-        registry.from_json(json.dumps({**plain, "name": "evil"}))
+    # Version 4: a name outside the registry is an architecture of one's own, checked field by field
+    assert registry.from_json(json.dumps({**plain, "name": "own"})).widths == (300, 101)
+    for field, value, rule in (("widths", [300, 0], "widths must be"), ("activation", "gelu", "activation must be"),
+                               ("blocks", [2], "blocks must be"), ("input_shape", [1, 28], "input_shape must be"),
+                               ("widths", [65536, 65536, 65536], "more than 500,000,000 weights"),
+                               ("output_size", True, "output_size must be int")):
+        with pytest.raises(ArchiveCorrupt, match=rule):
+            registry.from_json(json.dumps({**plain, "name": "own", field: value}))
+    with pytest.raises(ArchiveCorrupt, match="exactly the fields"):
+        registry.from_json(json.dumps({**plain, "name": "own", "code": "import os"}))
     with pytest.raises(ArchiveCorrupt, match="JSON"):
         registry.from_json("{not json")

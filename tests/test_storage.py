@@ -109,7 +109,7 @@ def test_version_1_archives_stay_readable_and_are_upgraded_on_write(tmp_path):
     sparse = random_masks(spec, 5, density=0.05)
     archive.append_task(copy, dummy_record("sparse", spec, sparse), sparse)
     with archive.Archive(copy) as opened:
-        assert opened.format_version == header.FORMAT_VERSION == 3
+        assert opened.format_version == header.FORMAT_VERSION == 4
         assert [_mask_digest(opened, t) for t in range(2)] == V1_MASK_SHA256
         assert int(opened.index.mask_codec[2, 0]) == maskcodec.RICE
 

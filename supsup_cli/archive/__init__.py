@@ -1,4 +1,4 @@
-"""The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v3.md).
+"""The `.supsup` archive: the only code that touches HDF5 (formats/supsup-v4.md).
 
 May import the core (errors, registry, weights), h5py and numpy; never torch, the engine, the API,
 the command line or the benchmark (tests/test_layers.py)."""

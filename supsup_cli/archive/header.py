@@ -19,7 +19,7 @@ from supsup_cli.errors import ArchiveCorrupt, ArchiveNotFound, NotAnArchive, Ver
 MAGIC = b"\x89SUPSUP\n"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SIZE = 512  # the HDF5 user block size
-FORMAT_VERSION = 3  # what this version writes; it reads every version from 1 up
+FORMAT_VERSION = 4  # what this version writes; it reads every version from 1 up
 _FIELDS = struct.Struct("<8sIQ32s")  # magic, format_version, file_length, sha256 of bytes [SIZE, file_length)
 _CRC = struct.Struct("<I")
 _READ_CHUNK = 1 << 20

@@ -1,4 +1,4 @@
-"""The HDF5 layout of the archive (formats/supsup-v3.md): names, dtypes, shapes, and a reader's checks.
+"""The HDF5 layout of the archive (formats/supsup-v4.md): names, dtypes, shapes, and a reader's checks.
 
 Every variable-length thing lives in one of a few byte or float streams, addressed by extent
 tables (offset, length) that are validated against the stream sizes before anything is read.

@@ -1,4 +1,4 @@
-"""How one site's binary mask becomes bytes in the archive, and back (formats/supsup-v3.md, 3.6).
+"""How one site's binary mask becomes bytes in the archive, and back (formats/supsup-v4.md, 3.6).
 
   0 none     the mask is not stored (its task lives only in the Hopfield reservoir)
   1 bitpack  one bit per weight, little-endian bit order within each byte, zero padding

@@ -125,7 +125,7 @@ RESAMPLINGS = ("bilinear", "nearest")
 
 
 def data_spec_problem(data: dict[str, Any], classes: tuple[int, ...]) -> str | None:
-    """What is wrong with a record's data spec (formats/supsup-v3.md, 3.5.1), or None.
+    """What is wrong with a record's data spec (formats/supsup-v4.md, 3.5.1), or None.
 
     A built-in dataset or `folder:ROOT` with its transform fields; or `arrays` (a task learned from
     images in memory) with the count and digest of its training examples. A field this list does

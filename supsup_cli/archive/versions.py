@@ -1,4 +1,4 @@
-"""Which format version brought each element of an archive (formats/supsup-v3.md, section 0).
+"""Which format version brought each element of an archive (formats/supsup-v4.md, section 0).
 
 A file says its version; an element newer than that version cannot be in it, so it is refused as
 damaged. A file newer than this supsup is refused before it is parsed (header.read_header, exit 6).
@@ -19,6 +19,7 @@ DATASETS = {"mnist": 1, "fashion-mnist": 1, "kmnist": 1, "cifar100": 2, "folder:
 DATA_FIELDS = {"dataset": 1, "permute": 1, "rotate": 1, "classes": 1, "resample": 3, "images": 2, "sha256": 2}
 RECORD_FIELDS = {"mask_sha256": 2}  # the other record fields are in every version
 HOPFIELD_RESERVOIR = 2
+CUSTOM_ARCHITECTURES = 4  # any spec not in the registry: mlp:W1-W2-..., or one's own JSON
 
 
 def check_since(version: int, since: int | None, element: str) -> None:
@@ -27,7 +28,7 @@ def check_since(version: int, since: int | None, element: str) -> None:
 
 
 def check_architecture(version: int, spec: ArchSpec) -> None:
-    check_since(version, ARCHITECTURES.get(spec.name), f"architecture {spec.name}")
+    check_since(version, ARCHITECTURES.get(spec.name, CUSTOM_ARCHITECTURES), f"architecture {spec.name}")
     check_since(version, FAMILIES.get(spec.family), f"family {spec.family}")
     check_since(version, NORMS.get(spec.norm), f"norm {spec.norm}")
 

@@ -12,7 +12,7 @@ from supsup_cli import archive, choices, registry
 from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
 from supsup_cli.cli.options import ArchivePath, json_flag
-from supsup_cli.errors import ArchiveCorrupt
+from supsup_cli.errors import ArchiveCorrupt, BadInput, InputNotFound, InvalidArgument
 from supsup_cli.archive.records import TaskRecord
 
 _InitJson = json_flag("the created archive's path, arch, seed and weights digest")
@@ -24,7 +24,14 @@ _MergeJson = json_flag("the merged archive and what came from each input")
 
 def init(
     path: ArchivePath,
-    arch: Annotated[str, typer.Option("--arch", help=f"{listed(tuple(registry.REGISTRY))}.")],
+    arch: Annotated[str | None, typer.Option(
+        "--arch", help=f"{listed(tuple(registry.REGISTRY))}, or mlp:W1-W2-... (an MLP of these hidden widths).")]
+    = None,
+    arch_spec: Annotated[Path | None, typer.Option(
+        "--arch-spec", help="A JSON file with an architecture spec of one's own (the fields `supsup inspect "
+                            "--json` shows under arch; every field checked against its bounds).")] = None,
+    input_shape: Annotated[str | None, typer.Option(
+        "--input-shape", help="C,H,W of an mlp: architecture's input (default 1,28,28).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**64 - 1, help="Seed of the random base network.")] = 0,
     output_size: Annotated[
         int | None, typer.Option("--output-size", help="Output neurons s (real classes plus superfluous ones).")
@@ -35,16 +42,36 @@ def init(
     """Create an archive for one random base network, with no tasks yet.
 
     Example: supsup init model.supsup --arch lenet300-100 --seed 0
+    Example: supsup init model.supsup --arch mlp:512-256 --output-size 10
+    Example: supsup init model.supsup --arch-spec my-resnet.json
     """
     from supsup_cli.model import Model
 
-    model = Model.create(path, arch, seed=seed, output_size=output_size, force=force)
+    model = Model.create(path, arch, seed=seed, output_size=output_size, force=force,
+                         input_shape=None if input_shape is None else _shape(input_shape),
+                         arch_spec=None if arch_spec is None else _json_file(arch_spec))
     result = {"path": str(path), "arch": model.spec.name, "output_size": model.spec.output_size, "seed": seed,
               "weights_sha256": model.weights_sha256}
     if json_:
         output.emit_json(result)
     else:
         output.emit_fields(list(result.items()))
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidArgument(f"--input-shape takes C,H,W like 1,28,28, got {text!r}") from None
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputNotFound(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadInput(f"{path}: not a JSON file ({type(exc).__name__})") from None
 
 
 def inspect(

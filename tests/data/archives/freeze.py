@@ -37,7 +37,7 @@ def write(version: str) -> None:
         path = folder / name
         return None if path.exists() or path.with_suffix(".supsup.xz").exists() else path
 
-    if path := new("lenet-bitpacked-rice.supsup"):
+    if version <= "v3" and (path := new("lenet-bitpacked-rice.supsup")):
         api.create(path, "lenet300-100", seed=11)
         api.learn_task(path, TaskData("mnist", permute=3), steps=150, name="threshold")  # about half kept: bitpack
         rotation = TaskData("mnist", rotate=30.0, resample="nearest") if version >= "v3" else \
@@ -48,11 +48,15 @@ def write(version: str) -> None:
         rng = np.random.default_rng(2026)
         images, labels = rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8), np.arange(64) % 5
         api.learn_task(path, images, labels, steps=4, batch_size=16, name="random-5-way")  # running statistics
-    if version >= "v3" and (path := new("hopfield-dropped.supsup")):
+    if version == "v3" and (path := new("hopfield-dropped.supsup")):
         api.create(path, "fc2048-2048-hop", seed=13)
         for first in (0, 2):
             api.learn_task(path, TaskData("mnist", classes=(first, first + 1)), steps=20, name=f"split-{first}")
         hopfield_store(path, drop_masks=True)  # the masks now live only in the reservoir (codec 0)
+    if version >= "v4" and (path := new("mlp-of-ones-own.supsup")):
+        api.create(path, "mlp:64-32", seed=14, output_size=12)  # an architecture not in the registry
+        api.learn_task(path, TaskData("mnist", permute=5), steps=100, name="permuted")
+        api.learn_task(path, TaskData("mnist", rotate=45.0, resample="nearest"), steps=100, name="rotated")
     for lock in folder.glob("*.lock"):
         lock.unlink()
     manifest_path = HERE / "MANIFEST.json"
