@@ -265,8 +265,8 @@ def train_masks(net: MaskedNet, task: TaskTensors, config: TrainConfig,
     stream = batches(len(task.targets), batch_size, generator, task.images.device)
     net.reset_stats()
     net.train()
-    inputs = flat_training.FlatInputs(task.images, task.mean, task.std, batch_size) \
-        if isinstance(trainer, flat_training.FlatMaskTrainer) and len(task.mean) == 1 else None
+    inputs = None if isinstance(trainer, MaskTrainer) or len(task.mean) != 1 else \
+        flat_training.FlatInputs(task.images, task.mean, task.std, batch_size)
 
     def step(_: int, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = distributed.shard(batch)

@@ -78,7 +78,9 @@ def test_every_command_refuses_a_broken_rule_alike(cli, tmp_path, case):
     report = verified.json()
     assert report["damaged"] == [0] and rule in report["tasks"][0]["problem"]
     assert rule in verified.err and "task 0" in verified.err
-    for argv in (["inspect", path], ["infer", path, image, "--task", "0"], ["size", path]):
+    for argv in (["inspect", path], ["infer", path, image, "--task", "0"], ["size", path],
+                 ["benchmark", "--archive", path, "--eval-images", "2", "--no-baselines", "--method", "one-shot",
+                  "--objective", "entropy"]):
         refused = cli(*argv)
         assert refused.code == 5 and rule in refused.err, (argv, refused.err)
 
@@ -127,3 +129,20 @@ def test_verify_agrees_with_every_reader_on_forged_archives(cli, tmp_path):
         if verify == 0:
             assert all(code in (0, 2) for code in readers.values()), (case, kind, readers)
     assert disagreements == 0 and checked > 10, (disagreements, checked)
+
+
+@pytest.mark.parametrize("name, version, element", [
+    (None, 1, "record field 'mask_sha256' exists only since format version 2"),
+    ("v3/lenet-bitpacked-rice.supsup", 2, "data field 'resample' exists only since format version 3"),
+    ("v4/mlp-of-ones-own.supsup", 3, "architecture mlp:64-32 exists only since format version 4"),
+])
+def test_verify_refuses_an_element_newer_than_the_files_version_as_readers_do(cli, tmp_path, name, version, element):
+    from tests.test_frozen_archives import _relabelled
+
+    if name is None:  # a record with mask_sha256 in a file that says version 1 (an absolute path is
+        # taken as it is where a frozen name is looked up)
+        name = str(_archive_with_record(tmp_path / "with-digest.supsup", _set(mask_sha256="ab" * 32)))
+    path = _relabelled(tmp_path, name, version)
+    assert cli("inspect", path).code == 5
+    verified = cli("inspect", path, "--verify")
+    assert verified.code == 5 and element in verified.err, verified.err
