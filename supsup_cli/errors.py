@@ -72,5 +72,9 @@ class DiskFull(SupsupError):
     """The disk filled while writing; nothing committed was lost (exit 13)."""
 
 
+class MissingExtra(SupsupError):
+    """An optional dependency is not installed; the message names the extra that brings it (exit 14)."""
+
+
 class QualityGateFailed(SupsupError):
     """A measured figure fell below the threshold the user set (benchmark --fail-under)."""

@@ -232,6 +232,18 @@ class Model:
                                   opened.packed_mask(index), stats)
         return network.to(_torch_device(self.device))
 
+    def export(self, task: int | str, format: str, out: str | Path) -> dict[str, Any]:  # noqa: A002 (as the flag)
+        """Write task `task`'s network to `out` (`supsup export`): `format` "onnx" (uint8 images in,
+        logits over the task's classes and the predicted label out, normalization included) or
+        "safetensors" (the masked weights and statistics under the layers' names). The classes,
+        architecture and digests go into the file's metadata. Raises MissingExtra without the
+        `supsup[export]` extra, InvalidArgument for an unknown format or a network ONNX cannot hold."""
+        from supsup_cli.export import export
+
+        network = self.network(task)
+        record = self[task]
+        return export(network.cpu(), self.weights_sha256, record.mask_sha256, format, Path(out))
+
     # The archive itself.
 
     def infer_files(self, inputs: Sequence[str | Path], *, resize: bool = False, method: str = "one-shot",

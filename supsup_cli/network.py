@@ -12,7 +12,7 @@ from supsup_cli.archive.records import TaskRecord
 from supsup_cli.data.arrays import network_pixels
 from supsup_cli.masks import unpack
 from supsup_cli.models import build, normalize, real_outputs
-from supsup_cli.registry import ArchSpec
+from supsup_cli.registry import ArchSpec, mask_sites
 
 
 class TaskNetwork(torch.nn.Module):
@@ -35,8 +35,8 @@ class TaskNetwork(torch.nn.Module):
         self.classes: tuple[int, ...] = tuple(record.classes)
         self.task_name = record.name
         self.mean, self.std = record.mean, record.std
-        masks = [unpack(torch.from_numpy(np.asarray(p)), w.numel()).view(w.shape)
-                 for p, w in zip(packed, self.net.base())]
+        masks = [unpack(torch.from_numpy(np.asarray(p)), site.numel).view(site.shape)
+                 for p, site in zip(packed, mask_sites(spec))]
         for index, mask in enumerate(masks):
             self.register_buffer(f"mask{index}", mask)
         self.register_buffer("outputs", torch.tensor(real_outputs(spec, record.classes)))
@@ -44,7 +44,7 @@ class TaskNetwork(torch.nn.Module):
         self.eval()
 
     def masks(self) -> list[torch.Tensor]:
-        return [getattr(self, f"mask{i}") for i in range(len(self.net.base()))]
+        return [getattr(self, f"mask{i}") for i in range(len(mask_sites(self.net.spec)))]
 
     def forward(self, images: Any) -> torch.Tensor:
         pixels = network_pixels(images, self.net.spec.input_shape)

@@ -267,3 +267,26 @@ def merge(
         output.emit_table(["input", "tasks", "renamed", "skipped"],
                           [[i["path"], i["tasks"], ", ".join(f"{a}->{b}" for a, b in i["renamed"]) or "-",
                             ", ".join(i["skipped"]) or "-"] for i in result["inputs"]])
+
+
+def export(
+    path: ArchivePath,
+    task: Annotated[str, typer.Option("--task", help="Task index or name.")],
+    format_: Annotated[str, typer.Option("--format", help="onnx or safetensors.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write (replaced whole, or not at all).")],
+    json_: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+) -> None:
+    """Write one task's network for use outside supsup: ONNX (uint8 images in, logits over the task's
+    classes and the predicted label out, input normalization included) or safetensors (the masked
+    weights and statistics under the layers' names). Needs `pip install 'supsup[export]'`.
+
+    Example: supsup export model.supsup --task 3 --format onnx --out task3.onnx
+    Example: supsup export model.supsup --task mnist-permute-7 --format safetensors --out t.safetensors
+    """
+    from supsup_cli.model import Model
+
+    result = Model(path).export(task, format_, out)
+    if json_:
+        output.emit_json(result)
+    else:
+        output.emit_fields(list(result.items()))

@@ -27,6 +27,7 @@ BY_ERROR: dict[type[errors.SupsupError], int] = {
     errors.ArchiveExists: 12,
     errors.DuplicateTask: 12,
     errors.DiskFull: 13,
+    errors.MissingExtra: 14,
     errors.QualityGateFailed: 15,
 }
 
