@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "supsup_cli"
 CORE = {"errors", "registry", "prng", "choices", "weights", "results", "files"}
 ENGINE = {"models", "masks", "training", "flat_training", "batched_training", "inference", "candidate_pairs",
           "allocation", "hopfield", "augment", "distributed", "device"}
-API = {"model", "api", "network", "learn", "infer", "autolearn", "size", "hopfield_store"}
+API = {"model", "api", "network", "export", "learn", "infer", "autolearn", "size", "hopfield_store"}
 
 
 def _layer(module: str) -> str:
