@@ -101,9 +101,9 @@ def test_the_valid_records_of_each_kind_pass_everywhere(cli, tmp_path):
 
 
 def test_verify_agrees_with_every_reader_on_forged_archives(cli, tmp_path):
-    """Forged variants of archives of every kind (the hostile corpus's damage, resealed): whenever a
-    command that reads the archive refuses it as damaged, `inspect --verify` refuses it too; when
-    `--verify` passes it, every reader reads it."""
+    """Forged variants of archives of every kind (the hostile corpus's own damage, resealed): whenever
+    a command that reads the archive (inspect, size, infer, benchmark --archive) refuses it as
+    damaged, `inspect --verify` refuses it too; when `--verify` passes it, every reader reads it."""
     import random
 
     from tests.test_hostile import _build_kinds, _hostile
@@ -113,7 +113,7 @@ def test_verify_agrees_with_every_reader_on_forged_archives(cli, tmp_path):
     np.save(tmp_path / "mnist.npy", np.zeros((2, 28, 28), np.uint8))
     np.save(images["resnet"], np.zeros((2, 3, 32, 32), np.uint8))
     checked = disagreements = 0
-    for case in range(60):
+    for case in range(40):
         rng = random.Random(f"agreement-{case}")
         kind = sorted(kinds)[case % len(kinds)]
         path = tmp_path / f"case-{case}.supsup"
@@ -123,12 +123,16 @@ def test_verify_agrees_with_every_reader_on_forged_archives(cli, tmp_path):
         readers = {"inspect": cli("inspect", path).code, "size": cli("size", path).code,
                    "infer": cli("infer", path, image, *(["--hopfield", "--hopfield-steps", "1"]
                                                         if kind == "hopfield" else [])).code}
+        if kind != "hopfield":  # its benchmark recovers masks by gradient descent: the hostile test's share
+            readers["benchmark --archive"] = cli("benchmark", "--archive", path, "--eval-images", "2",
+                                                 "--no-baselines", "--method", "one-shot", "--objective",
+                                                 "entropy").code
         if any(code in (5, 7) for code in readers.values()):
             checked += 1
             disagreements += verify == 0
-        if verify == 0:
-            assert all(code in (0, 2) for code in readers.values()), (case, kind, readers)
-    assert disagreements == 0 and checked > 10, (disagreements, checked)
+        if verify == 0:  # read, or refused for what is not damage: usage (2), data not at hand (11)
+            assert all(code in (0, 2, 11) for code in readers.values()), (case, kind, readers)
+    assert disagreements == 0 and checked > 8, (disagreements, checked)
 
 
 @pytest.mark.parametrize("name, version, element", [
