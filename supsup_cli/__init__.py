@@ -26,7 +26,7 @@ _EXPORTS = {
     **{name: "supsup_cli.errors" for name in (
         "SupsupError", "ArchiveNotFound", "ArchiveExists", "NotAnArchive", "ArchiveCorrupt", "VersionTooNew",
         "WeightsMismatch", "ArchiveLocked", "ConcurrentChange", "UnknownTask", "NoTasks", "DuplicateTask",
-        "BadInput", "InputNotFound", "DataUnavailable", "InvalidArgument", "DiskFull")},
+        "BadInput", "InputNotFound", "DataUnavailable", "InvalidArgument", "DiskFull", "ModuleRequired")},
 }
 __all__ = sorted(_EXPORTS)
 
@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time __getattr__ im
                                    BadInput as BadInput, ConcurrentChange as ConcurrentChange,
                                    DataUnavailable as DataUnavailable, DiskFull as DiskFull,
                                    DuplicateTask as DuplicateTask, InputNotFound as InputNotFound,
-                                   InvalidArgument as InvalidArgument, NoTasks as NoTasks,
+                                   InvalidArgument as InvalidArgument, ModuleRequired as ModuleRequired,
+                                   NoTasks as NoTasks,
                                    NotAnArchive as NotAnArchive, SupsupError as SupsupError,
                                    UnknownTask as UnknownTask, VersionTooNew as VersionTooNew,
                                    WeightsMismatch as WeightsMismatch)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from supsup_cli import inference, prng
+from supsup_cli import inference, module_inference, prng, superposition
 from supsup_cli.masks import binarize, pack, packed_counts, packed_dot
 from supsup_cli.models import MaskedNet
+from supsup_cli.registry import MODULE
 from supsup_cli.training import TrainConfig, initial_scores
 
 EPSILON = 2.0**-3
@@ -85,13 +86,10 @@ class Candidates:
             weights.append(weight * counts * (1.0 / total))  # W * sum_i alpha_i M^i at alpha = 1/K
         real = torch.zeros(self.net.spec.output_size, dtype=torch.bool, device=device)
         real[list(real_outputs)] = True
-        with torch.enable_grad():
-            logits, inputs, pre = inference.record_forward(self.net, x, weights)
-            deltas = torch.autograd.grad(inference.objective(logits, "entropy", real).sum(), pre)
         gradient = torch.zeros(total, device=device)
-        for site, (weight, h, delta) in enumerate(zip(self.net.base(), inputs, deltas)):
-            # dH/dalpha_i summed over the batch: (delta^T h * W) read against each mask's packed bits
-            values = (delta.T @ h * weight).reshape(1, -1)
+        for site, (weight, grad) in enumerate(zip(self.net.base(), self._weight_gradients(x, weights, real))):
+            # dH/dalpha_i summed over the batch: (dH/dW_mixed * W) read against each mask's packed bits
+            values = (grad * weight).reshape(1, -1)
             per_mask = [packed_dot(self.committed[site], values)[0]] if self.held else []
             if rows[site] is not None:
                 per_mask[0][tasks] = packed_dot(rows[site], values)[0]
@@ -99,3 +97,14 @@ class Candidates:
                 per_mask.append(packed_dot(added[site], values)[0])
             gradient += torch.cat(per_mask)
         return Uncertainty(torch.softmax(-gradient / x.shape[0], dim=0).cpu())
+
+    def _weight_gradients(self, x: torch.Tensor, weights: Sequence[torch.Tensor],
+                          real: torch.Tensor) -> list[torch.Tensor]:
+        """dH/dW for each mixed weight, H summed over the batch: written out for MLPs (delta^T h), by
+        autograd for a module."""
+        if self.net.spec.family == MODULE:
+            return module_inference.summed_weight_gradients(self.net, x, weights, "entropy", real)
+        with torch.enable_grad():
+            logits, inputs, pre = inference.record_forward(self.net, x, weights)
+            deltas = torch.autograd.grad(superposition.objective(logits, "entropy", real).sum(), pre)
+        return [delta.T @ h for h, delta in zip(inputs, deltas)]

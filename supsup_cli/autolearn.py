@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from supsup_cli import archive, distributed, masks as masks_, prng
+from supsup_cli.base import base_network
 from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, Candidates, padding_masks
 from supsup_cli.archive.records import TaskRecord, unique_name
 from supsup_cli.data.tasks import TaskExamples
@@ -15,7 +16,7 @@ from supsup_cli.errors import ConcurrentChange, DuplicateTask, InvalidArgument
 from supsup_cli.learn import LearnRequest, check_request, load_examples, mask_digest, running_mean
 from supsup_cli.flat_training import FlatMaskTrainer
 from supsup_cli.masks import unpack
-from supsup_cli.models import MaskedNet, build, real_outputs
+from supsup_cli.models import MaskedNet, real_outputs
 from supsup_cli.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, fit, initial_scores,
                                  mask_trainer, scores_of_mask, task_tensors)
 
@@ -66,19 +67,19 @@ def learn_auto(request: LearnRequest, decide_every: int = 100, epsilon: float = 
 def _learn_auto(request: LearnRequest, device: torch.device, decide_every: int, epsilon: float,
                 max_masks: int | None, progress: Progress | None, notes: list[str] | None) -> dict[str, Any] | None:
     with archive.Archive(request.path) as current:
-        spec, weights, records = current.spec, current.base_weights(), current.tasks
+        spec, records = current.spec, current.tasks
         weights_digest = current.weights_sha256
         if request.name is not None and any(task.name == request.name for task in records):
             raise DuplicateTask(f"{request.path}: a task named {request.name!r} already exists")
-        if spec.mask_on != "weights" or spec.family != "mlp":
-            raise InvalidArgument(f"--auto infers tasks by superposition, which needs an MLP with masks on "
-                                  f"weights; {spec.name} is not one")
+        if spec.mask_on != "weights" or spec.family == "resnet" or spec.norm == "running":
+            raise InvalidArgument(f"--auto infers tasks by superposition over masks on weights, without statistics "
+                                  f"per task (batch norm); {spec.name} is not such a network")
+        net = base_network(current, request.module).to(device)
         committed = [torch.from_numpy(p).to(device) for p in current.packed_masks()]
         previous_mean = running_mean(current, device) if request.init == "mean" else None
         stream_seed = prng.task_seed(current.seed, len(records), request.name or request.data.default_name(),
                                      request.config.seed)
     train, test = load_examples(request, spec)
-    net = build(spec, weights).to(device)
     config = replace(request.config, seed=stream_seed)  # batch order; new masks derive theirs from it
     padding = [p.to(device) for p in padding_masks(net, config, MIN_CANDIDATES)]
     stream = _Stream(net, committed, Candidates(net, committed), padding,

@@ -68,6 +68,10 @@ class InvalidArgument(SupsupError):
     """Arguments that parse but make no sense together (conflicting transforms, density out of range)."""
 
 
+class ModuleRequired(InvalidArgument):
+    """The archive's network is a module of the user's own: pass it (`module=`, --module) (exit 2)."""
+
+
 class DiskFull(SupsupError):
     """The disk filled while writing; nothing committed was lost (exit 13)."""
 

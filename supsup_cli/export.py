@@ -21,8 +21,12 @@ from typing import Any
 
 import torch
 
-from supsup_cli import files, registry
+import numpy as np
+
+from supsup_cli import export_graphs, files, registry
+from supsup_cli.archive.records import TaskRecord
 from supsup_cli.errors import InvalidArgument, MissingExtra
+from supsup_cli.models import MaskedNet
 from supsup_cli.network import TaskNetwork
 
 FORMATS = ("onnx", "safetensors")
@@ -47,10 +51,47 @@ def export(network: TaskNetwork, weights_sha256: str, mask_sha256: str | None, f
             "bytes": out.stat().st_size}
 
 
+def export_tasks(net: MaskedNet, packed: list[np.ndarray], records: list[TaskRecord], weights_sha256: str,
+                 infer: str | None, out: Path) -> dict[str, Any]:
+    """Every task in one ONNX model (`--all-tasks`: images and a task index in, as --task gives per
+    task), or one that infers each image's task itself (`infer` "one-shot")."""
+    spec = net.spec
+    refusal = export_graphs.exportable(spec)
+    if refusal is not None:
+        raise InvalidArgument(refusal)
+    if infer not in (None, "one-shot"):
+        raise InvalidArgument(f"`infer` must be 'one-shot', got {infer!r}")
+    weights = [w.detach().cpu().numpy() for w in net.base()]
+    if any(len(np.unique(np.abs(w))) != 1 for w in weights):
+        raise InvalidArgument("the base weights are not signed constants (a module's given weights): export its "
+                              "tasks one at a time (--task)")
+    metadata = {"format": "supsup-tasks" if infer is None else "supsup-one-shot",
+                "tasks": json.dumps([r.name for r in records]), "classes": json.dumps([list(r.classes) for r in records]),
+                "arch": registry.to_json(spec), "weights_sha256": weights_sha256,
+                "mask_sha256": json.dumps([r.mask_sha256 for r in records])}
+    example = torch.zeros(2, *spec.input_shape, dtype=torch.uint8)
+    if infer is None:
+        graph: torch.nn.Module = export_graphs.AllTasks(spec, weights, packed, records)
+        arguments: tuple[torch.Tensor, ...] = (example, torch.tensor(0))
+        names = (["images", "task"], ["logits", "label"])
+    else:
+        graph = export_graphs.OneShot(spec, weights, packed, records)
+        arguments, names = (example,), (["images"], ["task", "label", "confidence"])
+    _require_onnx()
+    model = _onnx_bytes_of(graph.eval(), arguments, *names, metadata)
+    with files.replacing(out) as temporary:
+        temporary.write_bytes(model)
+    return {"out": str(out), "format": "onnx", "tasks": len(records), "infer": infer, "bytes": out.stat().st_size}
+
+
 def named_tensors(network: TaskNetwork) -> dict[str, torch.Tensor]:
     """The task's network as plain tensors under its layers' names: `NAME.weight` (W * M where masks are
-    on weights), `NAME.neuron_mask` (masks on neurons), `norm{n}.running_mean` / `running_var`."""
+    on weights), `NAME.neuron_mask` (masks on neurons), `norm{n}.running_mean` / `running_var`; a
+    user's module: its state dict with W * M for the masked parameters (`load_state_dict` takes it)."""
     net, spec = network.net, network.net.spec
+    if network.module is not None:  # a user's module: its own state, under its own names
+        own = {name: t.detach().cpu().contiguous() for name, t in network.module.state_dict().items()}
+        return {**own, "outputs": network.outputs.detach().cpu()}
     layers = registry.weight_layers(spec)
     masks = network.masks()
     tensors: dict[str, torch.Tensor] = {}
@@ -89,25 +130,37 @@ class _Deployed(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = (images.float() / 255.0 - self.mean) / self.std  # as supsup infer: pixels / 255, then normalized
-        logits = self.network.net(x, self.network.masks())[:, self.network.outputs]
+        logits = self.network.logits(x)[:, self.network.outputs]
         return logits, self.labels[logits.argmax(1)]
 
 
-def _onnx_bytes(network: TaskNetwork, metadata: dict[str, str]) -> bytes:
+def _require_onnx() -> None:
     try:
-        import onnx
+        import onnx  # noqa: F401
     except ImportError:
         raise MissingExtra(f"exporting to ONNX needs the onnx package: {EXTRA}") from None
+
+
+def _onnx_bytes(network: TaskNetwork, metadata: dict[str, str]) -> bytes:
+    _require_onnx()
     spec = network.net.spec
     if spec.norm == "batch":
         raise InvalidArgument(f"{spec.name} normalizes each batch by its own statistics, so an image's answer "
                               "depends on its batch: export it as safetensors instead")
-    deployed = _Deployed(network).eval()
     example = torch.zeros(2, *spec.input_shape, dtype=torch.uint8)
+    return _onnx_bytes_of(_Deployed(network).eval(), (example,), ["images"], ["logits", "label"], metadata)
+
+
+def _onnx_bytes_of(graph: torch.nn.Module, arguments: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
+                   metadata: dict[str, str]) -> bytes:
+    """`graph` traced into an ONNX model with a dynamic batch, `metadata` in its properties."""
+    import onnx
+
+    batched = {name: {0: "batch"} for name in inputs + outputs if name not in inputs[1:]}  # a task index: one number
     buffer = io.BytesIO()
-    options: dict[str, Any] = {"input_names": ["images"], "output_names": ["logits", "label"],
-                               "dynamic_axes": {"images": {0: "batch"}, "logits": {0: "batch"}, "label": {0: "batch"}},
-                               "opset_version": 17}
+    # No constant folding: folded, the weights unpacked from their bits would be stored as floats.
+    options: dict[str, Any] = {"input_names": inputs, "output_names": outputs, "dynamic_axes": batched,
+                               "opset_version": 17, "do_constant_folding": False}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         options["dynamo"] = False  # the tracing exporter: no onnxscript needed, and the same graph on every torch
     with torch.no_grad(), warnings.catch_warnings():
@@ -115,7 +168,7 @@ def _onnx_bytes(network: TaskNetwork, metadata: dict[str, str]) -> bytes:
         # purpose (above), so its warning would only be noise on a user's terminal.
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
-        torch.onnx.export(deployed, (example,), buffer, **options)
+        torch.onnx.export(graph, arguments, buffer, **options)
     model = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)

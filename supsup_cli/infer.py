@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, device as device_, hopfield, inference
+from supsup_cli import archive, device as device_, hopfield, inference, superposition
+from supsup_cli.base import base_network
 from supsup_cli.archive import maskcodec
 from supsup_cli.data.images import read_inputs
 from supsup_cli.errors import BadInput, InvalidArgument, SupsupError
 from supsup_cli.learn import mask_digest
 from supsup_cli.masks import unpack
-from supsup_cli.models import MaskedNet, batches_of, build, normalize, real_outputs
+from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
 from supsup_cli.archive.records import TaskRecord
 from supsup_cli.hopfield_store import reservoir_of
 
@@ -32,6 +33,7 @@ class InferRequest:
     device: str = "auto"
     hopfield: bool = False  # recover one mask for all inputs from the Hopfield reservoir
     hopfield_steps: int | None = None  # None: hopfield.STEPS
+    module: Any = None  # the torch module of an archive over one's own module
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class _Loaded:
 
     spec: Any
     tasks: list[TaskRecord]
-    weights: list[np.ndarray]
+    net: MaskedNet  # on the CPU
     given: int | None
     packed: list[torch.Tensor] | None = None
     stats: list[np.ndarray] | None = None
@@ -89,9 +91,9 @@ class _Loaded:
     stored: list[list[torch.Tensor]] | None = None
 
 
-def infer(request: InferRequest, weights: dict[str, list[np.ndarray]] | None = None) -> Prediction:
+def infer(request: InferRequest, nets: dict[str, MaskedNet] | None = None) -> Prediction:
     """Read the request's input files and infer each readable one; unreadable ones become failures."""
-    loaded = _load(request, weights)
+    loaded = _load(request, nets)
     inputs = read_inputs(request.inputs, loaded.spec.input_shape, request.resize)
     if not inputs:
         raise BadInput(f"no input images found (PNG, JPEG or .npy) in {', '.join(map(str, request.inputs))}")
@@ -106,23 +108,23 @@ def infer(request: InferRequest, weights: dict[str, list[np.ndarray]] | None = N
 
 
 def infer_pixels(request: InferRequest, pixels: np.ndarray, notes: list[str] | None = None,
-                 weights: dict[str, list[np.ndarray]] | None = None) -> Inferred:
+                 nets: dict[str, MaskedNet] | None = None) -> Inferred:
     """Infer images given as float32 [N, C, H, W] pixels in [0, 1] (request.inputs is not read).
-    `weights`: base weights by their SHA-256, kept across calls (a `Model` keeps them): the network
-    is generated once, not at every call."""
-    return _predict(_load(request, weights), request, pixels, notes if notes is not None else [])
+    `nets`: base networks by their weights' SHA-256, kept across calls (a `Model` keeps them): the
+    network is made once, not at every call."""
+    return _predict(_load(request, nets), request, pixels, notes if notes is not None else [])
 
 
-def _load(request: InferRequest, weights: dict[str, list[np.ndarray]] | None = None) -> _Loaded:
+def _load(request: InferRequest, nets: dict[str, MaskedNet] | None = None) -> _Loaded:
     inference.check_choices(request.method, request.objective)
     with archive.Archive(request.path) as opened:
         opened.task_index("0")  # raises NoTasks on an empty archive
         given = opened.task_index(request.task) if request.task is not None else None
         _check_mode(opened, request, given)
-        held = {} if weights is None else weights
+        held = {} if nets is None else nets
         if opened.weights_sha256 not in held:
             held.clear()
-            held[opened.weights_sha256] = opened.base_weights()
+            held[opened.weights_sha256] = base_network(opened, request.module)
         loaded = _Loaded(opened.spec, opened.tasks, held[opened.weights_sha256], given)
         if request.hopfield:
             loaded.reservoir = reservoir_of(opened)
@@ -143,16 +145,16 @@ def _predict(loaded: _Loaded, request: InferRequest, pixels: np.ndarray, notes: 
     device = device_.resolve(request.device)
     mean, std = _shared_normalization(tasks if given is None else [tasks[given]], notes)
     x = normalize(torch.from_numpy(pixels), mean, std).to(device)
-    net = build(spec, loaded.weights).to(device)
+    net = loaded.net.to(device)
     if request.hopfield:
         return _hopfield_results(net, loaded.reservoir, x, tasks, loaded.stored, request.hopfield_steps)
     candidates = list(range(len(tasks))) if given is None else [given]
     real = sorted({o for t in candidates for o in real_outputs(spec, tasks[t].classes)})
-    sup = inference.superposition(net, loaded.packed, real, stats=loaded.stats)
+    sup = superposition.superposition(net, loaded.packed, real, stats=loaded.stats)
     chosen = torch.zeros(len(pixels), dtype=torch.long, device=device)
     if given is None:
         chosen = inference.infer_tasks(sup, x, request.method, request.objective, request.same_task)
-    logits = inference.task_logits(sup, x, chosen).cpu()
+    logits = superposition.task_logits(sup, x, chosen).cpu()
     indices = np.array([candidates[c] for c in chosen.tolist()], dtype=np.int64)
     classes, confidences = np.zeros(len(pixels), np.int64), np.zeros(len(pixels), np.float32)
     for row, task in enumerate(indices):

@@ -16,7 +16,8 @@ from supsup_cli.data.arrays import ArrayData
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import DuplicateTask, InvalidArgument
-from supsup_cli.models import MaskedNet, build, real_outputs
+from supsup_cli.base import base_network
+from supsup_cli.models import MaskedNet, real_outputs
 from supsup_cli.archive.records import TaskRecord, check_name, mask_sha256
 from supsup_cli.registry import ArchSpec
 from supsup_cli.hopfield_store import reservoir_of, stored_reservoir
@@ -34,6 +35,7 @@ class LearnRequest:
     device: str = "auto"
     data_dir: Path | None = None
     examples: tuple[TaskExamples, TaskExamples | None] | None = None  # in memory: (train, test or None)
+    module: Any = None  # the torch module of an archive over one's own module
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def _prepare(request: LearnRequest, device: torch.device, nets: dict[str, Masked
         spec, weights_digest = current.spec, current.weights_sha256
         if weights_digest not in nets:
             nets.clear()
-            nets[weights_digest] = build(spec, current.base_weights()).to(device)
+            nets[weights_digest] = base_network(current, request.module).to(device)
         name = request.name or request.data.default_name()
         if any(task.name == name for task in current.tasks) or any(task.name == name for task in before):
             raise DuplicateTask(f"{request.path}: a task named {name!r} already exists (choose another --name)")

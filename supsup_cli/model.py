@@ -27,12 +27,14 @@ from supsup_cli.data.arrays import data_of_arrays, examples_of_arrays, network_p
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.errors import BadInput, InvalidArgument
 from supsup_cli.results import AutoLearned, HopfieldStored, MergeResult, StorageReport, VerifyReport
+from supsup_cli.weights import weights_sha256
 
 if TYPE_CHECKING:
     import torch
 
     from supsup_cli.infer import Inferred, Prediction
     from supsup_cli.learn import LearnedTask, LearnRequest
+    from supsup_cli.models import MaskedNet
     from supsup_cli.network import TaskNetwork
 
 Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accuracy)
@@ -44,20 +46,27 @@ class Model:
     """An archive of supermasks over one frozen base network. Open one with `supsup_cli.open(path)`
     or make one with `Model.create(path, arch)`."""
 
-    def __init__(self, path: str | Path, *, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, *, module: "torch.nn.Module | None" = None, device: str = "auto") -> None:
         """Open the archive at `path` (raises ArchiveNotFound, NotAnArchive, ArchiveCorrupt, VersionTooNew).
+        `module`: for an archive over a module of one's own, that module (the archive never names
+        code to run); it is checked against the archive's fingerprint now (WeightsMismatch).
         `device`: where the network computes: "auto", "cpu", "cuda" or "cuda:N"."""
         self.path = Path(path)
         self.device = device
+        self.module = module
         # Structure and header only: each verb opens the archive again, checked in full, as it is then.
         with archive.Archive(self.path, verify_content=False, check_weights=False, load_records=False) as opened:
             self.spec, self.seed, self.weights_sha256 = opened.spec, opened.seed, opened.weights_sha256
-        self._weights: dict[str, list[np.ndarray]] = {}  # base weights by SHA-256, generated once
+            self._nets: dict[str, MaskedNet] = {}  # base networks by their weights' SHA-256, made once
+            if module is not None:
+                self._base_network(opened)
 
     @classmethod
     def create(cls, path: str | Path, arch: str | None = None, seed: int = 0, output_size: int | None = None,
                force: bool = False, *, input_shape: Sequence[int] | None = None,
-               arch_spec: dict[str, Any] | None = None, device: str = "auto") -> "Model":
+               arch_spec: dict[str, Any] | None = None, module: "torch.nn.Module | None" = None,
+               weights: str | None = None, mask: Sequence[str] | None = None, label: str | None = None,
+               device: str = "auto") -> "Model":
         """A new archive with no tasks (`supsup init`).
 
         Args:
@@ -67,12 +76,34 @@ class Model:
                 spec: name, family, input_shape, widths, blocks, block, output_size, activation,
                 norm, mask_on, labels), every field checked against its bounds.
             output_size: output neurons (real classes plus superfluous ones).
+            module: instead of `arch`, any torch module mapping [N, *input_shape] to logits; masks go
+                over the weights of its nn.Linear and nn.Conv2d layers, or over the parameters named
+                in `mask`. `weights`: "random" (the default: signed Kaiming constants from `seed`, biases zero,
+                norm layers the identity: the module's class and the seed give the network back) or
+                "given" (the module's own weights, pretrained say: the archive keeps their
+                fingerprint, not them). `label`: what to call it (default: its class). The archive
+                never names code: open it again with `supsup_cli.open(path, module=...)`.
         Raises:
             ArchiveExists unless `force`; InvalidArgument for an unknown `arch`, a field out of
-            bounds, or `arch` and `arch_spec` both given or neither.
+            bounds, or not exactly one of `arch`, `arch_spec` and `module`.
         """
+        if module is not None:
+            if arch is not None or arch_spec is not None or output_size is not None:
+                raise InvalidArgument("`arch`, `arch_spec` and `output_size` have no effect with `module` (it has "
+                                      "its own layers and outputs)")
+            if input_shape is None:
+                raise InvalidArgument("`module` needs `input_shape`: (channels, height, width) of its inputs")
+            from supsup_cli import user_module
+
+            spec, net = user_module.prepare(module, input_shape, weights or "random", seed, mask,
+                                            label if label is not None else user_module.describe(module))
+            archive.create(Path(path), spec, seed=seed, force=force,
+                           weights_digest=weights_sha256(user_module.base_weights(net, spec)))
+            return cls(path, module=module, device=device)
+        if weights is not None or mask is not None or label is not None:
+            raise InvalidArgument("`weights`, `mask` and `label` are for `module`")
         if (arch is None) == (arch_spec is None):
-            raise InvalidArgument("give one of `arch` and `arch_spec`")
+            raise InvalidArgument("give one of `arch`, `arch_spec` and `module`")
         if arch_spec is not None:
             if output_size is not None or input_shape is not None:
                 raise InvalidArgument("`output_size` and `input_shape` have no effect with `arch_spec` (it has both)")
@@ -185,11 +216,11 @@ class Model:
         if isinstance(data, TaskData):
             if labels is not None or test is not None:
                 raise BadInput("`labels` and `test` are for images in memory; a TaskData brings its own")
-            return LearnRequest(self.path, data, config, name, init, self.device, _path(data_dir))
+            return LearnRequest(self.path, data, config, name, init, self.device, _path(data_dir), module=self.module)
         train = _examples(data, labels)
         held_out = None if test is None else _examples(*test, classes=train.classes)
         return LearnRequest(self.path, data_of_arrays(train), config, name, init, self.device,
-                            examples=(train, held_out))
+                            examples=(train, held_out), module=self.module)
 
     # Inference.
 
@@ -214,8 +245,9 @@ class Model:
         _check_infer(method, objective, task, same_task, hopfield, hopfield_steps)
         pixels = network_pixels(inputs, self.spec.input_shape)
         request = InferRequest(self.path, [], None if task is None else str(task), method, objective, same_task,
-                               device=self.device, hopfield=hopfield, hopfield_steps=hopfield_steps)
-        return infer_pixels(request, pixels.astype(np.float32) / 255.0, notes, weights=self._weights)
+                               device=self.device, hopfield=hopfield, hopfield_steps=hopfield_steps,
+                               module=self.module)
+        return infer_pixels(request, pixels.astype(np.float32) / 255.0, notes, nets=self._nets)
 
     def network(self, task: int | str) -> "TaskNetwork":
         """Task `task`'s network as a plain `torch.nn.Module`: frozen, in eval mode, its mask applied and
@@ -228,21 +260,35 @@ class Model:
             if opened.index.mask_codec[index].min() == 0:
                 raise InvalidArgument(f"task {index}'s mask is kept only in the Hopfield reservoir")
             stats = opened.stats(index) if opened.spec.norm == "running" else None
-            network = TaskNetwork(opened.spec, self._base_weights(opened), opened.tasks[index],
-                                  opened.packed_mask(index), stats)
+            network = TaskNetwork(self._base_network(opened), opened.tasks[index], opened.packed_mask(index), stats)
         return network.to(_torch_device(self.device))
 
-    def export(self, task: int | str, format: str, out: str | Path) -> dict[str, Any]:  # noqa: A002 (as the flag)
+    def export(self, task: int | str | None, format: str, out: str | Path, *,  # noqa: A002 (as the flag)
+               all_tasks: bool = False, infer: str | None = None) -> dict[str, Any]:
         """Write task `task`'s network to `out` (`supsup export`): `format` "onnx" (uint8 images in,
         logits over the task's classes and the predicted label out, normalization included) or
         "safetensors" (the masked weights and statistics under the layers' names). The classes,
-        architecture and digests go into the file's metadata. Raises MissingExtra without the
-        `supsup[export]` extra, InvalidArgument for an unknown format or a network ONNX cannot hold."""
-        from supsup_cli.export import export
+        architecture and digests go into the file's metadata.
 
-        network = self.network(task)
-        record = self[task]
-        return export(network.cpu(), self.weights_sha256, record.mask_sha256, format, Path(out))
+        Instead of `task` (ONNX, weight-masked MLPs): `all_tasks`, one model for every task, its
+        inputs the images and a task index, the masks packed in it; or `infer="one-shot"`, a model
+        that finds each image's task itself (outputs task, label, confidence).
+        Raises MissingExtra without the `supsup[export]` extra, InvalidArgument for an unknown
+        format, conflicting parameters, or a network ONNX cannot hold."""
+        from supsup_cli.export import export, export_tasks
+
+        if sum((task is not None, all_tasks, infer is not None)) != 1:
+            raise InvalidArgument("give one of `task`, `all_tasks` and `infer`")
+        if task is not None:
+            record = self[task]
+            return export(self.network(task).cpu(), self.weights_sha256, record.mask_sha256, format, Path(out))
+        if format != "onnx":
+            raise InvalidArgument(f"`all_tasks` and `infer` export ONNX models, not {format!r}")
+        with archive.Archive(self.path) as opened:
+            opened.task_index("0")  # raises NoTasks on an empty archive
+            packed, records = opened.packed_masks(), list(opened.tasks)
+            net = self._base_network(opened)
+        return export_tasks(net, packed, records, self.weights_sha256, infer, Path(out))
 
     # The archive itself.
 
@@ -256,7 +302,7 @@ class Model:
         _check_infer(method, objective, task, same_task, hopfield, hopfield_steps)
         return infer(InferRequest(self.path, [Path(p) for p in inputs], None if task is None else str(task), method,
                                   objective, same_task, resize=resize, device=self.device, hopfield=hopfield,
-                                  hopfield_steps=hopfield_steps), weights=self._weights)
+                                  hopfield_steps=hopfield_steps, module=self.module), nets=self._nets)
 
     def size(self) -> StorageReport:
         """What the archive costs on disk, beside the entropy bound, the paper's scheme and dense weights."""
@@ -277,15 +323,18 @@ class Model:
 
         return HopfieldStored.from_dict(hopfield_store(self.path, drop_masks))
 
-    def _base_weights(self, opened: archive.Archive) -> list[np.ndarray]:
-        if opened.weights_sha256 not in self._weights:
-            self._weights = {opened.weights_sha256: opened.base_weights()}
-        return self._weights[opened.weights_sha256]
+    def _base_network(self, opened: archive.Archive) -> "MaskedNet":
+        from supsup_cli.base import base_network
+
+        if opened.weights_sha256 not in self._nets:
+            self._nets = {opened.weights_sha256: base_network(opened, self.module)}
+        return self._nets[opened.weights_sha256]
 
 
-def open(path: str | Path, *, device: str = "auto") -> Model:  # noqa: A001 (supsup_cli.open, as io.open)
-    """The archive at `path` as a `Model`."""
-    return Model(path, device=device)
+def open(path: str | Path, *, module: "torch.nn.Module | None" = None,  # noqa: A001 (supsup_cli.open, as io.open)
+         device: str = "auto") -> Model:
+    """The archive at `path` as a `Model`; `module`: the network of an archive over one's own module."""
+    return Model(path, module=module, device=device)
 
 
 def verify_archive(path: str | Path) -> VerifyReport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,8 +12,9 @@ import torch
 from supsup_cli.archive.records import TaskRecord
 from supsup_cli.data.arrays import network_pixels
 from supsup_cli.masks import unpack
-from supsup_cli.models import build, normalize, real_outputs
-from supsup_cli.registry import ArchSpec, mask_sites
+from supsup_cli.models import MaskedNet, normalize, real_outputs
+from supsup_cli.registry import mask_sites
+from supsup_cli.user_module import ModuleNet
 
 
 class TaskNetwork(torch.nn.Module):
@@ -26,10 +28,11 @@ class TaskNetwork(torch.nn.Module):
 
     outputs: torch.Tensor  # the output neuron of each of the task's classes
 
-    def __init__(self, spec: ArchSpec, weights: Sequence[np.ndarray], record: TaskRecord,
-                 packed: Sequence[np.ndarray], stats: np.ndarray | None) -> None:
+    def __init__(self, base: MaskedNet, record: TaskRecord, packed: Sequence[np.ndarray],
+                 stats: np.ndarray | None) -> None:
         super().__init__()
-        self.net = build(spec, weights)
+        spec = base.spec
+        self.net = copy.deepcopy(base).cpu()  # its own statistics, whatever the base's hold later
         if stats is not None:
             self.net.load_stats(stats)
         self.classes: tuple[int, ...] = tuple(record.classes)
@@ -40,6 +43,9 @@ class TaskNetwork(torch.nn.Module):
         for index, mask in enumerate(masks):
             self.register_buffer(f"mask{index}", mask)
         self.register_buffer("outputs", torch.tensor(real_outputs(spec, record.classes)))
+        # A user's module: the task's weights baked into a copy of it, so that it traces and exports
+        # as the user's own layers (ModuleNet calls the module with replaced parameters).
+        self.module = self.net.baked(masks) if isinstance(self.net, ModuleNet) else None
         self.requires_grad_(False)
         self.eval()
 
@@ -49,8 +55,12 @@ class TaskNetwork(torch.nn.Module):
     def forward(self, images: Any) -> torch.Tensor:
         pixels = network_pixels(images, self.net.spec.input_shape)
         x = normalize(torch.from_numpy(pixels.astype(np.float32) / 255.0), self.mean, self.std)
-        logits: torch.Tensor = self.net(x.to(self.outputs.device), self.masks())
-        return logits[:, self.outputs]
+        return self.logits(x.to(self.outputs.device))[:, self.outputs]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """All the network's outputs for normalized inputs x."""
+        out: torch.Tensor = self.module(x) if self.module is not None else self.net(x, self.masks())
+        return out
 
     def train(self, mode: bool = True) -> "TaskNetwork":
         """Stays in eval mode: the statistics are the task's, not a batch's."""

@@ -29,6 +29,12 @@ class ArchSpec:
     norm: str  # "none" | "batch" (batch statistics, nothing stored) | "running" (stats per task)
     mask_on: str  # "weights" | "neurons"
     labels: str  # "per-task": output j is the task's j-th class; "global": output c is class c
+    # Family "module" only (a user's torch module; formats/supsup-v4.md, "Modules"), empty otherwise:
+    sites: tuple[tuple[str, tuple[int, ...]], ...] = ()  # the masked parameters, by name and shape
+    norms: tuple[tuple[str, int], ...] = ()  # batch-norm layers (name, channels): statistics per task
+    weights: str = ""  # "random" (signed Kaiming constants from the seed) or "given" (the module's own)
+    fingerprint: str = ""  # SHA-256 of the prepared module's parameters and buffers (module.fingerprint)
+    label: str = ""  # what the user called the module, for people; never imported
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,10 @@ def _widths(text: str) -> tuple[int, ...]:
 
 _FIELDS = {"name": str, "family": str, "input_shape": list, "widths": list, "blocks": list, "block": str,
            "output_size": int, "activation": str, "norm": str, "mask_on": str, "labels": str}
+_MODULE_FIELDS = {"sites": list, "norms": list, "weights": str, "fingerprint": str, "label": str}
+MODULE = "module"
+MAX_SITES = 1024
+MAX_PARAMETER_NAME = 200
 
 
 def from_plain(plain: Any, error: type[Exception] = InvalidArgument) -> ArchSpec:
@@ -143,9 +153,10 @@ def from_plain(plain: Any, error: type[Exception] = InvalidArgument) -> ArchSpec
 
     if not isinstance(plain, dict):
         raise fail("not an object")
-    if set(plain) != set(_FIELDS):
-        missing, unknown = sorted(set(_FIELDS) - set(plain)), sorted(set(plain) - set(_FIELDS))
-        raise fail(f"needs exactly the fields {', '.join(_FIELDS)}"
+    fields = {**_FIELDS, **_MODULE_FIELDS} if plain.get("family") == MODULE else _FIELDS
+    if set(plain) != set(fields):
+        missing, unknown = sorted(set(fields) - set(plain)), sorted(set(plain) - set(fields))
+        raise fail(f"needs exactly the fields {', '.join(fields)}"
                    + (f"; missing {', '.join(missing)}" if missing else "")
                    + (f"; unknown {', '.join(unknown)}" if unknown else ""))
     for key, kind in _FIELDS.items():
@@ -161,10 +172,13 @@ def from_plain(plain: Any, error: type[Exception] = InvalidArgument) -> ArchSpec
         if plain != json.loads(to_json(expected)):
             raise fail(f"{name} is a registry name, and this is not its entry (choose another name)")
     family = plain["family"]
-    choices = {"family": ("mlp", "resnet"), "activation": ("relu", "swish"), "labels": ("per-task", "global"),
-               "norm": ("none", "batch") if family == "mlp" else ("running",),
+    choices = {"family": ("mlp", "resnet", MODULE), "activation": ("relu", "swish"),
+               "labels": ("per-task", "global"), "norm": ("none", "batch") if family == "mlp" else ("running",),
                "mask_on": ("weights", "neurons") if family == "mlp" else ("weights",),
                "block": ("",) if family == "mlp" else ("basic", "bottleneck")}
+    if family == MODULE:  # the module decides its activations and layers; masks on weights, per-task labels
+        choices.update(activation=("",), labels=("per-task",), block=("",),
+                       norm=("running",) if plain["norms"] else ("none",))
     for key, allowed in choices.items():
         if plain[key] not in allowed:
             raise fail(f"{key} must be {' or '.join(map(repr, allowed))} for family {family!r}, got {plain[key]!r}")
@@ -172,7 +186,10 @@ def from_plain(plain: Any, error: type[Exception] = InvalidArgument) -> ArchSpec
     if not (1 <= channels <= 16 and 1 <= height <= 4096 and 1 <= width <= 4096):
         raise fail("input_shape must be [channels 1-16, height 1-4096, width 1-4096]")
     widths, blocks = plain["widths"], plain["blocks"]
-    if not 1 <= len(widths) <= MAX_LAYERS or not all(1 <= w <= MAX_WIDTH for w in widths):
+    if family == MODULE:
+        if widths or blocks:
+            raise fail("widths and blocks must be [] for a module (its sites give its layers)")
+    elif not 1 <= len(widths) <= MAX_LAYERS or not all(1 <= w <= MAX_WIDTH for w in widths):
         raise fail(f"widths must be 1-{MAX_LAYERS} sizes of 1-{MAX_WIDTH}")
     if family == "mlp" and blocks:
         raise fail("blocks must be [] for an MLP")
@@ -184,13 +201,52 @@ def from_plain(plain: Any, error: type[Exception] = InvalidArgument) -> ArchSpec
         raise fail("neuron masks are for MLPs with batch norm (as fc2048-2048-hop)")
     spec = ArchSpec(name, family, (channels, height, width), tuple(widths), tuple(blocks), plain["block"],
                     plain["output_size"], plain["activation"], plain["norm"], plain["mask_on"], plain["labels"])
+    if family == MODULE:
+        spec = replace(spec, **_module_fields(plain, fail))
     if sum(layer.numel for layer in weight_layers(spec)) > MAX_WEIGHTS:
         raise fail(f"the network would have more than {MAX_WEIGHTS:,} weights")
     return spec
 
 
+def _module_fields(plain: dict[str, Any], fail: Any) -> dict[str, Any]:
+    """A module's sites, norms, weights, fingerprint and label, checked."""
+    for key, kind in _MODULE_FIELDS.items():
+        if not isinstance(plain[key], kind):
+            raise fail(f"{key} must be {'a list' if kind is list else kind.__name__}")
+
+    def named(entry: Any, what: str) -> tuple[str, Any]:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                and 1 <= len(entry[0]) <= MAX_PARAMETER_NAME and entry[0].isprintable()):
+            raise fail(f"each of {what} must be [name of 1-{MAX_PARAMETER_NAME} printable characters, ...]")
+        return entry[0], entry[1]
+
+    sites = [named(entry, "sites") for entry in plain["sites"]]
+    if not 1 <= len(sites) <= MAX_SITES or len({name for name, _ in sites}) != len(sites):
+        raise fail(f"sites must name 1-{MAX_SITES} different parameters")
+    for name, shape in sites:
+        if not (isinstance(shape, list) and 2 <= len(shape) <= 5
+                and all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_WIDTH for d in shape)):
+            raise fail(f"the shape of site {name!r} must be 2-5 sizes of 1-{MAX_WIDTH}")
+    norms = [named(entry, "norms") for entry in plain["norms"]]
+    if len(norms) > MAX_SITES or len({name for name, _ in norms}) != len(norms) or \
+            not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_WIDTH for _, c in norms):
+        raise fail(f"norms must name at most {MAX_SITES} different layers, each with 1-{MAX_WIDTH} channels")
+    if plain["weights"] not in ("random", "given"):
+        raise fail(f"weights must be 'random' or 'given', got {plain['weights']!r}")
+    fingerprint = plain["fingerprint"]
+    if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+        raise fail("fingerprint must be 64 lowercase hexadecimal digits (SHA-256)")
+    if len(plain["label"]) > MAX_PARAMETER_NAME or not plain["label"].isprintable():
+        raise fail(f"label must be at most {MAX_PARAMETER_NAME} printable characters")
+    return {"sites": tuple((name, tuple(shape)) for name, shape in sites), "norms": tuple(norms),
+            "weights": plain["weights"], "fingerprint": fingerprint, "label": plain["label"]}
+
+
 def weight_layers(spec: ArchSpec) -> tuple[WeightLayer, ...]:
-    """Every weight tensor of the base network, in the order used for generation and hashing."""
+    """Every weight tensor of the base network, in the order used for generation and hashing (a
+    module's: its masked parameters, in the module's order)."""
+    if spec.family == MODULE:
+        return tuple(WeightLayer(name, shape) for name, shape in spec.sites)
     if spec.family == "resnet":
         return _resnet(spec)[0]
     sizes = (math.prod(spec.input_shape), *spec.widths, spec.output_size)
@@ -246,6 +302,8 @@ def norm_channels(spec: ArchSpec) -> tuple[int, ...]:
     one after every convolution of a residual network (the final fc has none)."""
     if spec.norm != "running":
         return ()
+    if spec.family == MODULE:
+        return tuple(channels for _, channels in spec.norms)
     return tuple(layer.shape[0] for layer in weight_layers(spec) if len(layer.shape) == 4)
 
 
@@ -263,7 +321,11 @@ def stats_size(spec: ArchSpec) -> int:
 
 
 def to_json(spec: ArchSpec) -> str:
-    return json.dumps(asdict(spec), sort_keys=True, separators=(",", ":"))
+    plain = asdict(spec)
+    if spec.family != MODULE:  # the fields of the first families, as every version stored them
+        for key in _MODULE_FIELDS:
+            del plain[key]
+    return json.dumps(plain, sort_keys=True, separators=(",", ":"))
 
 
 def from_json(text: str) -> ArchSpec:

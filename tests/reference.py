@@ -6,20 +6,22 @@ import math
 
 import torch
 
-from supsup_cli import inference
+from supsup_cli import superposition
 from supsup_cli.masks import unpack
 
 
-def all_masks(sup: inference.Superposition) -> list[torch.Tensor]:
+def all_masks(sup: superposition.Superposition) -> list[torch.Tensor]:
     """[k, out, in] float masks per site, fully unpacked."""
     return [unpack(p, w.numel()).view(-1, *w.shape) for p, w in zip(sup.packed, sup.net.base())]
 
 
 def alpha_gradient(sup, masks, x1: torch.Tensor, alpha: torch.Tensor, kind: str) -> torch.Tensor:
+    sup.net.eval()
+    superposition.load_mixed_stats(sup, alpha)  # a module's batch norm: the tasks' statistics mixed by alpha
     alpha = alpha.clone().requires_grad_()
     mixed = [torch.tensordot(alpha, m, dims=1) for m in masks]
     logits = sup.net(x1, mixed)
-    return torch.autograd.grad(inference.objective(logits, kind, sup.real).sum(), alpha)[0]
+    return torch.autograd.grad(superposition.objective(logits, kind, sup.real).sum(), alpha)[0]
 
 
 def one_shot(sup, x: torch.Tensor, kind: str) -> list[int]:
@@ -45,8 +47,14 @@ def binary(sup, x: torch.Tensor, kind: str) -> list[int]:
 @torch.no_grad()
 def exhaustive(sup, x: torch.Tensor, kind: str) -> list[int]:
     masks = all_masks(sup)
-    values = torch.stack([inference.task_objective(sup.net(x, [m[t] for m in masks]), kind, sup.real)
-                          for t in range(sup.tasks)], dim=1)
+    sup.net.eval()
+
+    def objective_of(task: int) -> torch.Tensor:
+        if sup.stats is not None:
+            sup.net.load_stats(sup.stats[task])
+        return superposition.task_objective(sup.net(x, [m[task] for m in masks]), kind, sup.real)
+
+    values = torch.stack([objective_of(t) for t in range(sup.tasks)], dim=1)
     return values.argmin(dim=1).tolist()
 
 

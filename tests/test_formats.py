@@ -10,7 +10,7 @@ import numpy as np
 from supsup_cli import api, archive, registry
 from supsup_cli.archive import maskcodec
 from tests.conftest import REPO, dummy_record, random_masks
-from tests.data.archives.freeze import frozen_file, probe_images
+from tests.data.archives.freeze import frozen_file, frozen_model, probe_images
 
 
 def _run_spec_reader(spec_file: str, path) -> list[list[str]]:
@@ -54,10 +54,12 @@ def test_the_spec_reader_predicts_as_supsup_on_every_frozen_archive(tmp_path):
             continue  # its masks live only in the reservoir: recovering them is inference, not reading
         path = frozen / name
         with archive.Archive(path) as opened:
-            images = probe_images(opened.spec)
-        predicted = _spec_predictions(path, len(pinned["tasks"]), images, tmp_path)
+            images, label = probe_images(opened.spec), opened.spec.label
+        module = "__import__('tests.own_nets').own_nets.SmallCNN()" if label else None  # the archive's own
+        predicted = _spec_predictions(path, len(pinned["tasks"]), images, tmp_path, module)
         assert predicted == [t["classes"] for t in pinned["tasks"]], name
-        assert predicted == [api.infer_arrays(path, images, task=t).classes.tolist() for t in range(len(predicted))]
+        model = frozen_model(path)
+        assert predicted == [model.infer(images, task=t).classes.tolist() for t in range(len(predicted))]
 
 
 def test_the_spec_reader_predicts_neuron_masks_with_batch_norm_as_supsup(tmp_path):
@@ -73,14 +75,18 @@ def test_the_spec_reader_predicts_neuron_masks_with_batch_norm_as_supsup(tmp_pat
     assert len({c for row in predicted for c in row}) > 1  # not a constant answer
 
 
-def _spec_predictions(path, tasks: int, images, tmp_path) -> list[list[int]]:
+def _spec_predictions(path, tasks: int, images, tmp_path, module: str | None = None) -> list[list[int]]:
+    """What section 6's `predict` (with `module`, an expression making the user's module:
+    `predict_module`) says for each task."""
     spec = (REPO / "formats" / "supsup-v4.md").read_text()
     code = re.search(r"```python\n(.*?)```", spec[spec.index("## 6. Reading an archive by hand"):], re.S).group(1)
     np.save(tmp_path / "probe.npy", images)
     harness = code.replace('path = "model.supsup"', f"path = {str(path)!r}") + (
         f"\nprobe = np.load({str(tmp_path / 'probe.npy')!r})\n"
-        f"for t in range({tasks}):\n    print('PREDICT', t, predict(path, t, probe).tolist())\n")
-    out = subprocess.run([sys.executable, "-c", harness], capture_output=True, text=True, check=True).stdout
+        f"for t in range({tasks}):\n    print('PREDICT', t, "
+        + (f"predict_module(path, t, probe, {module})" if module else "predict(path, t, probe)") + ".tolist())\n")
+    out = subprocess.run([sys.executable, "-c", harness], capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout
     return [json.loads(line.split(" ", 2)[2]) for line in out.splitlines() if line.startswith("PREDICT")]
 
 

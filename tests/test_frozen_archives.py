@@ -11,12 +11,12 @@ import h5py
 import numpy as np
 import pytest
 
-from supsup_cli import api, archive
+from supsup_cli import archive
 from supsup_cli.archive import header, maskcodec
 from supsup_cli.archive.records import mask_sha256
 from supsup_cli.archive.verify import verify
 from tests.conftest import REPO
-from tests.data.archives.freeze import frozen_file, probe_images
+from tests.data.archives.freeze import frozen_file, frozen_model, probe_images
 
 FROZEN = REPO / "tests" / "data" / "archives"
 MANIFEST = json.loads((FROZEN / "MANIFEST.json").read_text())
@@ -48,15 +48,15 @@ def test_a_frozen_archive_reads_task_by_task_as_it_was_written(name, tmp_path):
                 assert mask_sha256(packed) == expected["mask_sha256"]
             densities = [float(maskcodec.unpack(p, site.numel).mean()) for p, site in zip(packed, opened.sites)]
             assert np.allclose(densities, record.density, atol=1e-6)
-    images = probe_images(spec)
+    images, model = probe_images(spec), frozen_model(path)
     if "hopfield" in pinned:
-        found = api.infer_arrays(path, images, hopfield=True)
+        found = model.infer(images, hopfield=True)
         assert {"tasks": found.tasks.tolist(), "classes": found.classes.tolist()} == pinned["hopfield"]
         return
     for index, expected in enumerate(pinned["tasks"]):
-        assert api.infer_arrays(path, images, task=index).classes.tolist() == expected["classes"]
+        assert model.infer(images, task=index).classes.tolist() == expected["classes"]
     if "one_shot_tasks" in pinned:
-        assert api.infer_arrays(path, images).tasks.tolist() == pinned["one_shot_tasks"]
+        assert model.infer(images).tasks.tolist() == pinned["one_shot_tasks"]
 
 
 def test_the_frozen_archives_cover_both_codecs_statistics_and_a_reservoir(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from supsup_cli import archive, inference
+from supsup_cli import archive, inference, superposition
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.models import MaskedNet, normalize
@@ -71,7 +71,7 @@ def _superposition(path, chunk=None):
     with archive.Archive(path) as opened:
         net = MaskedNet(opened.spec, opened.base_weights())
         packed = [torch.from_numpy(p) for p in opened.packed_masks()]
-    return inference.superposition(net, packed, range(10), chunk=chunk)
+    return superposition.superposition(net, packed, range(10), chunk=chunk)
 
 
 def _mixed_inputs(count_per_task=12, tasks=5):
@@ -89,7 +89,7 @@ def test_vectorized_path_matches_the_per_input_reference(request, arch, method, 
     ours = inference.infer_tasks(sup, x, method, kind).tolist()
     theirs = getattr(reference, method.replace("-", "_"))(sup, x, kind)
     assert ours == theirs
-    classes = inference.task_logits(sup, x, torch.tensor(ours)).argmax(1)
+    classes = superposition.task_logits(sup, x, torch.tensor(ours)).argmax(1)
     masks = reference.all_masks(sup)
     expected = torch.stack([sup.net(x[b:b + 1], [m[t] for m in masks])[0] for b, t in enumerate(theirs)]).argmax(1)
     assert torch.equal(classes, expected)
@@ -143,7 +143,7 @@ def test_binary_chooses_the_same_tasks_however_its_masks_are_held(request, arch,
         sup.hold_unpacked(later, budget=elements)
         assert not any(sup.unpacked[site].is_floating_point() for site in later)
     elif held == "nothing":
-        monkeypatch.setattr(inference.Superposition, "hold_unpacked", lambda *args, **kwargs: None)
+        monkeypatch.setattr(superposition.Superposition, "hold_unpacked", lambda *args, **kwargs: None)
     x = _mixed_inputs(round(8 * PER_TASK[arch]), tasks=sup.tasks)
     assert inference.infer_tasks(sup, x, "binary", "entropy").tolist() == reference.binary(sup, x, "entropy")
 

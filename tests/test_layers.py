@@ -9,8 +9,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "supsup_cli"
 
 CORE = {"errors", "registry", "prng", "choices", "weights", "results", "files"}
 ENGINE = {"models", "masks", "training", "flat_training", "batched_training", "inference", "candidate_pairs",
-          "allocation", "hopfield", "augment", "distributed", "device"}
-API = {"model", "api", "network", "export", "learn", "infer", "autolearn", "size", "hopfield_store"}
+          "allocation", "hopfield", "augment", "distributed", "device", "superposition", "module_inference",
+          "user_module"}
+API = {"model", "api", "network", "export", "export_graphs", "learn", "infer", "autolearn", "size", "hopfield_store",
+       "base"}
 
 
 def _layer(module: str) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import archive, inference, registry
+from supsup_cli import archive, registry, superposition
 from supsup_cli.benchmark import baselines
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
@@ -128,7 +128,7 @@ def two_tasks(tmp_path_factory):
         spec, net = opened.spec, build(opened.spec, opened.base_weights())
         packed = [torch.from_numpy(p) for p in opened.packed_masks()]
     evals = [EvalSet.of(load_task(d, "test"), 300, spec, torch.device("cpu")) for d in datas]
-    return inference.superposition(net, packed, range(10)), evals
+    return superposition.superposition(net, packed, range(10)), evals
 
 
 def test_the_paper_protocol_scores_whole_batches_by_their_first_image(two_tasks):
@@ -146,7 +146,7 @@ def test_the_paper_protocol_scores_whole_batches_by_their_first_image(two_tasks)
 def test_paper_classes_are_the_arg_max_over_all_outputs(two_tasks):
     sup, evals = two_tasks
     e = evals[0]
-    logits = inference.task_logits(sup, e.x, torch.zeros(len(e.labels), dtype=torch.int64))
+    logits = superposition.task_logits(sup, e.x, torch.zeros(len(e.labels), dtype=torch.int64))
     expected = float((logits.argmax(1) == e.labels).float().mean())
     assert paper_gg_accuracy(sup, 0, e) == pytest.approx(expected)
 

@@ -74,7 +74,7 @@ def test_a_decision_over_committed_masks_with_changes_equals_one_over_all_masks_
     One-Shot over the candidates written out in full (issue 26)."""
     import torch
 
-    from supsup_cli import inference, registry
+    from supsup_cli import inference, registry, superposition
     from supsup_cli.allocation import Candidates
     from supsup_cli.data.tasks import load_task
     from supsup_cli.data.transforms import TaskData
@@ -101,7 +101,7 @@ def test_a_decision_over_committed_masks_with_changes_equals_one_over_all_masks_
     for task, rows in replaced.items():
         for site, row in enumerate(rows):
             full[site][task] = row
-    sup = inference.superposition(net, full, list(range(10)))
+    sup = superposition.superposition(net, full, list(range(10)))
     alpha = torch.full((sup.tasks,), 1.0 / sup.tasks)
     expected = torch.softmax(-inference.alpha_gradients(sup, x, alpha, "entropy", same_task=True)[0] / 64, dim=0)
     assert found.nu.shape == (10,)  # 7 committed (2 of them with new bits) and 3 added

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import archive, inference, prng, registry
+from supsup_cli import archive, inference, prng, registry, superposition
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.benchmark.evaluation import EvalSet
@@ -80,7 +80,7 @@ def three_tasks(request, tmp_path_factory):
         spec, net = opened.spec, build(opened.spec, opened.base_weights())
         packed = [torch.from_numpy(p) for p in opened.packed_masks()]
     evals = [EvalSet.of(load_task(data, "test"), 100, spec, torch.device("cpu")) for data in datas]
-    return inference.superposition(net, packed, range(10)), evals
+    return superposition.superposition(net, packed, range(10)), evals
 
 
 @pytest.mark.slow

@@ -14,9 +14,9 @@ import numpy as np
 from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout, versions
-from supsup_cli.errors import ArchiveCorrupt, NoTasks, SupsupError, UnknownTask, WeightsMismatch
+from supsup_cli.errors import ArchiveCorrupt, ModuleRequired, NoTasks, SupsupError, UnknownTask, WeightsMismatch
 from supsup_cli.archive.records import TaskRecord
-from supsup_cli.registry import ArchSpec, MaskSite, from_json, mask_sites
+from supsup_cli.registry import MODULE, ArchSpec, MaskSite, from_json, mask_sites
 from supsup_cli.weights import base_weights, weights_sha256
 
 FORMAT_NAME = "supsup"
@@ -113,10 +113,18 @@ class Archive:
         if self.reservoir_info is None and self.index.tasks and (self.index.mask_codec == maskcodec.NONE).any():
             raise ArchiveCorrupt(f"{self.path}: a task has no stored mask and there is no Hopfield reservoir")
         self.tasks: list[TaskRecord] = self._read_records() if load_records else []
-        if check_weights:
+        if check_weights and not self.weights_come_with_module:
             self.base_weights()
 
+    @property
+    def weights_come_with_module(self) -> bool:
+        """A module's given weights: only the module itself has them (they are checked when it is bound)."""
+        return self.spec.family == MODULE and self.spec.weights == "given"
+
     def base_weights(self) -> list[np.ndarray]:
+        if self.weights_come_with_module:
+            raise ModuleRequired(f"{self.path}: the base weights are the module's own ({self.spec.label or 'a module'}):"
+                                 " open the archive with that module (`module`)")
         weights = base_weights(self.spec, self.seed)
         if weights_sha256(weights) != self.weights_sha256:
             raise WeightsMismatch(

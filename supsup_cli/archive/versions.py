@@ -13,7 +13,7 @@ from supsup_cli.registry import ArchSpec
 
 CODECS = {maskcodec.NONE: 2, maskcodec.BITPACK: 1, maskcodec.RICE: 2}
 ARCHITECTURES = {"lenet300-100": 1, "fc1024-1024": 1, "fc2048-2048-hop": 1, "resnet18-narrow": 2, "resnet50": 2}
-FAMILIES = {"mlp": 1, "resnet": 2}
+FAMILIES = {"mlp": 1, "resnet": 2, "module": 4}
 NORMS = {"none": 1, "batch": 1, "running": 2}
 DATASETS = {"mnist": 1, "fashion-mnist": 1, "kmnist": 1, "cifar100": 2, "folder:": 2, "arrays": 2}  # folder:ROOT
 DATA_FIELDS = {"dataset": 1, "permute": 1, "rotate": 1, "classes": 1, "resample": 3, "images": 2, "sha256": 2}

@@ -62,12 +62,13 @@ def writer_lock(path: Path) -> Iterator[None]:
         lock.release()
 
 
-def create(path: Path, spec: ArchSpec, seed: int, force: bool = False) -> str:
-    """Write a new archive with no tasks; returns the weights' SHA-256."""
+def create(path: Path, spec: ArchSpec, seed: int, force: bool = False, weights_digest: str | None = None) -> str:
+    """Write a new archive with no tasks; returns the weights' SHA-256. `weights_digest`: that of
+    weights the seed does not make (a module's given weights)."""
     path = Path(path)
     if path.exists() and not force:
         raise ArchiveExists(f"{path}: file exists (use --force to overwrite it)")
-    digest = weights_sha256(base_weights(spec, seed))
+    digest = weights_digest or weights_sha256(base_weights(spec, seed))
     image = _empty_image(spec, seed, digest)
     with writer_lock(path):
         _publish(image, path, replace=force)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import hopfield, inference, prng
+from supsup_cli import hopfield, inference, prng, superposition
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
@@ -124,15 +124,15 @@ class Timed:
         return self.images / self.seconds if self.seconds else None
 
 
-def gg_accuracy(sup: inference.Superposition, task: int, evals: EvalSet, timer: Timed) -> float:
+def gg_accuracy(sup: superposition.Superposition, task: int, evals: EvalSet, timer: Timed) -> float:
     started = time.perf_counter()
     chosen = torch.full((len(evals.labels),), task, device=evals.x.device)
-    logits = inference.task_logits(sup, evals.x, chosen)
+    logits = superposition.task_logits(sup, evals.x, chosen)
     timer.add(len(evals.labels), time.perf_counter() - started)
     return fraction(evals.predicted_classes(logits) == evals.labels)
 
 
-def gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str, kind: str, same_task: bool,
+def gnu_accuracy(sup: superposition.Superposition, evals: list[EvalSet], method: str, kind: str, same_task: bool,
                  timer: Timed, masks: list[int] | None = None) -> tuple[list[float], list[float]]:
     """Per task j: accuracy (mask and class both right) and mask-inference accuracy, over sup's masks.
 
@@ -145,7 +145,7 @@ def gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str
                             for e in evals for part in e.x.split(SAME_TASK_BATCH)])
     else:
         chosen = inference.infer_tasks(sup, x, method, kind)
-    logits = inference.task_logits(sup, x, chosen)
+    logits = superposition.task_logits(sup, x, chosen)
     timer.add(x.shape[0], time.perf_counter() - started)
     accuracies, task_accuracies, start = [], [], 0
     for j, e in enumerate(evals):
@@ -158,7 +158,7 @@ def gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str
     return accuracies, task_accuracies
 
 
-def paper_gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], method: str, kind: str, timer: Timed,
+def paper_gnu_accuracy(sup: superposition.Superposition, evals: list[EvalSet], method: str, kind: str, timer: Timed,
                        seeds: list[int], masks: list[int] | None = None,
                        shared_labels: bool = False) -> tuple[list[float], list[float]]:
     """The paper's code's GNu: each task's images in shuffled batches of SAME_TASK_BATCH, the task
@@ -181,7 +181,7 @@ def paper_gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], metho
                             for i, b in enumerate(bs)])
         position += len(bs)
         order = torch.cat(bs)
-        logits = inference.task_logits(sup, e.x[order], chosen)
+        logits = superposition.task_logits(sup, e.x[order], chosen)
         targets = torch.tensor(e.outputs, device=e.x.device)[_class_positions(e, e.labels[order])]
         right_class = logits.argmax(1) == targets
         right_task = chosen == truth
@@ -191,10 +191,10 @@ def paper_gnu_accuracy(sup: inference.Superposition, evals: list[EvalSet], metho
     return accuracies, task_accuracies
 
 
-def paper_gg_accuracy(sup: inference.Superposition, task: int, evals: EvalSet) -> float:
+def paper_gg_accuracy(sup: superposition.Superposition, task: int, evals: EvalSet) -> float:
     """Task given, class the arg-max over all s outputs (the paper's code)."""
     chosen = torch.full((len(evals.labels),), task, device=evals.x.device)
-    logits = inference.task_logits(sup, evals.x, chosen)
+    logits = superposition.task_logits(sup, evals.x, chosen)
     targets = torch.tensor(evals.outputs, device=evals.x.device)[_class_positions(evals, evals.labels)]
     return fraction(logits.argmax(1) == targets)
 
@@ -211,7 +211,7 @@ def fraction(hits: torch.Tensor) -> float:
     return int(hits.sum()) / max(1, hits.numel())
 
 
-def hopfield_accuracy(sup: inference.Superposition, reservoir: hopfield.Reservoir, evals: list[EvalSet],
+def hopfield_accuracy(sup: superposition.Superposition, reservoir: hopfield.Reservoir, evals: list[EvalSet],
                       steps: int) -> dict[str, Any]:
     """Each task's mask recovered from its test images alone; accuracy with it and with the explicit mask."""
     stored = [[m.bool().cpu() for m in (sup.masks(site, t, t + 1)[0] for site in range(len(sup.packed)))]

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from supsup_cli import archive, choices, device as device_, hopfield, inference, prng, registry
+from supsup_cli import archive, choices, device as device_, hopfield, inference, prng, registry, superposition
 from supsup_cli.autolearn import learn_auto
 from supsup_cli.benchmark import baselines, paper, result_store, speed
 from supsup_cli.benchmark.listener import Listener
@@ -26,7 +26,8 @@ from supsup_cli.errors import InvalidArgument
 from supsup_cli.hopfield_store import hopfield_store, reservoir_of
 from supsup_cli.batched_training import stacking_refusal
 from supsup_cli.learn import LearnRequest, learn_tasks
-from supsup_cli.models import MaskedNet, build, real_outputs
+from supsup_cli.base import base_network
+from supsup_cli.models import MaskedNet, real_outputs
 from supsup_cli.size import storage_report
 from supsup_cli.training import TrainConfig, task_tensors
 
@@ -61,13 +62,14 @@ class BenchmarkConfig:
     max_masks: int | None = None  # scenario NNs: the mask budget (the paper's Table 5: 2500)
     tasks_per_step: int = 1  # supermasks trained together in one batched step (batched_training)
     data_dir: Path | None = None  # the dataset cache (None: $SUPSUP_DATA or ~/.cache/supsup)
+    module: Any = None  # a torch module of one's own instead of `arch` (a new archive: random weights)
 
     @property
     def gnu_methods(self) -> list[str]:
         """Superposition methods; neuron masks (HopSupSup) infer their task by Hopfield recovery instead,
         and residual networks (per-task batch norm) are evaluated with the task given only."""
-        spec = registry.resolve(self.arch)
-        if spec.mask_on == "neurons" or spec.family != "mlp":
+        spec = None if self.module is not None else registry.resolve(self.arch)
+        if spec is not None and (spec.mask_on == "neurons" or spec.family != "mlp"):
             return []
         return [f"{method}/{objective}" for method in self.methods for objective in self.objectives]
 
@@ -93,6 +95,9 @@ def check_config(config: BenchmarkConfig) -> None:
         raise InvalidArgument(f"--suite must be one of {', '.join(SUITES)} or speed, got {config.suite!r}")
     if (config.steps is not None and config.steps < 1) or (config.eval_images is not None and config.eval_images < 1):
         raise InvalidArgument("--steps and --eval-images must be at least 1")
+    if config.module is not None and (config.hopfield or config.baselines):
+        raise InvalidArgument("with --module, give --no-baselines (the baselines train the registry's networks "
+                              "densely) and no --hopfield (neuron masks are fc2048-2048-hop's)")
     if config.hopfield and registry.resolve(config.arch).mask_on != "neurons":
         raise InvalidArgument(f"--hopfield stores neuron masks; {config.arch} masks weights (use fc2048-2048-hop)")
     if config.tasks is not None and config.tasks < 1:
@@ -113,6 +118,7 @@ def check_config(config: BenchmarkConfig) -> None:
         raise InvalidArgument(f"--tasks-per-step must be at least 1, got {config.tasks_per_step}")
     if config.tasks_per_step > 1:
         refusal = "--scenario nns decides which mask each batch trains" if config.scenario == "nns" else \
+            "a module of one's own trains one task at a time" if config.module is not None else \
             stacking_refusal(registry.resolve(config.arch), TrainConfig(density=config.density,
                                                                          budget=config.budget or "uniform"))
         if refusal is not None:
@@ -124,7 +130,7 @@ class _Run:
     """What a scenario produced: the learned archive's network, its evaluations, its cost."""
 
     spec: registry.ArchSpec
-    weights: list
+    net: MaskedNet  # the base network, on the CPU
     datas: list[TaskData]
     evals: EvalSets
     steps: int
@@ -132,6 +138,11 @@ class _Run:
     timers: dict[str, Timed]
     train_seconds: list[float]
     extra: dict[str, Any]
+
+    @property
+    def weights(self) -> list:
+        """The base weights as numpy arrays (the baselines start from them)."""
+        return [w.numpy() for w in self.net.base()]
 
 
 def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> dict[str, Any]:
@@ -152,7 +163,6 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         run.rows.add_baselines(_baselines(run.spec, run.weights, run.datas, run.evals, rows, config, run.steps,
                                           device, listener))
     figures = paper.figures(config.suite, run.spec.name, run.spec.output_size, run.steps, config.scenario)
-    net = build(run.spec, run.weights).to(device)
     main = config.protocols[0]
     summaries = {p: run.rows.summary(p) for p in config.protocols}
     return {
@@ -184,7 +194,8 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         "task_inference": run.rows.inferred[main],
         "task_inference_by_protocol": {p: run.rows.inferred[p] for p in config.protocols},
         "paper": {str(c): figures[c] for c in rows if c in figures},
-        "speed": _speed(net, run.datas[0], config, device, run.train_seconds, len(run.datas), run.steps, run.timers),
+        "speed": _speed(run.net.to(device), run.datas[0], config, device, run.train_seconds, len(run.datas), run.steps,
+                        run.timers),
     }
 
 
@@ -216,7 +227,7 @@ def _with_suite_recipe(config: BenchmarkConfig) -> BenchmarkConfig:
 def _default_steps(config: BenchmarkConfig) -> int:
     """1000 batches (the paper's GN experiments), one epoch of the first task for HopSupSup, or
     --epochs passes over it."""
-    if registry.resolve(config.arch).mask_on != "neurons" and config.epochs is None:
+    if (config.module is not None or registry.resolve(config.arch).mask_on != "neurons") and config.epochs is None:
         return 1000
     first = suite_tasks(config.suite, 1, config.seed)[0]
     examples = len(load_task(first, "train", config.data_dir).labels)
@@ -227,12 +238,12 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
     """Scenario GG/GNu: task ids while learning; then every checkpoint's tasks, with and without ids."""
     datas, train_seconds = _learned_tasks(path, config, device, listener)
     with archive.Archive(path) as opened:
-        spec, weights, records = opened.spec, opened.base_weights(), opened.tasks[: len(datas)]
+        spec, net, records = opened.spec, base_network(opened, config.module), opened.tasks[: len(datas)]
         packed = [torch.from_numpy(p[: len(datas)]) for p in opened.packed_masks()]
         stats = [opened.stats(t) for t in range(len(datas))] if spec.norm == "running" else None
     evals = EvalSets(datas, config.eval_images, config.seed, spec, device, config.data_dir)
     real = sorted({o for r in records for o in real_outputs(spec, r.classes)})
-    sup = inference.superposition(build(spec, weights).to(device), packed, real, stats=stats)
+    sup = superposition.superposition(net.to(device), packed, real, stats=stats)
     store = _store(config, spec, path)
     rows = Rows(config.protocols, len(datas))
     timers: dict[str, Timed] = {}
@@ -256,7 +267,22 @@ def _learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devi
             rows.add_final(name, [t[key] for t in extra["hopfield"]["tasks"]])  # evaluated after the last task only
     steps = int(records[0].training.get("steps", config.steps))
     extra["storage"] = _storage(path)
-    return _Run(spec, weights, datas, evals, steps, rows, timers, train_seconds, extra)
+    return _Run(spec, net.cpu(), datas, evals, steps, rows, timers, train_seconds, extra)
+
+
+def _create(path: Path, config: BenchmarkConfig) -> registry.ArchSpec:
+    """A new archive for the run: the registry's network, or the user's module over random weights."""
+    if config.module is None:
+        spec = registry.resolve(config.arch, config.output_size)
+        archive.create(path, spec, seed=config.seed)
+        return spec
+    from supsup_cli import user_module
+
+    first = suite_tasks(config.suite, 1, config.seed)[0]
+    shape = datasets.spec_of(first.dataset).image_shape
+    spec, _ = user_module.prepare(config.module, shape, "random", config.seed, label=user_module.describe(config.module))
+    archive.create(path, spec, seed=config.seed)
+    return spec
 
 
 def _store(config: BenchmarkConfig, spec: registry.ArchSpec, path: Path) -> result_store.ResultStore | None:
@@ -286,7 +312,7 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     """The tasks to evaluate: an existing archive's (all of them when --tasks is not given), or the
     suite's, of which only those the archive does not hold yet are learned now (a resumed run)."""
     if not path.exists():
-        archive.create(path, registry.resolve(config.arch, config.output_size), seed=config.seed)
+        _create(path, config)
     with archive.Archive(path) as opened:
         records, spec = opened.tasks, opened.spec
     if config.tasks is None and records:
@@ -299,7 +325,8 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
                   sum(c * c for c in checkpoints(len(wanted))))
     training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget,
                            er_scale=config.er_scale)
-    requests = [LearnRequest(path, data, training, device=str(device), data_dir=config.data_dir) for data in missing]
+    requests = [LearnRequest(path, data, training, device=str(device), data_dir=config.data_dir, module=config.module)
+                for data in missing]
     seconds = [float(r.training.get("train_seconds", 0.0)) for r in held]
 
     together = config.tasks_per_step
@@ -323,8 +350,9 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
 
 def _check_resumable(path: Path, spec: registry.ArchSpec, held: list, wanted: list[TaskData],
                      config: BenchmarkConfig) -> None:
-    """A run goes on in an archive only if it holds the first tasks of the same run, learned alike."""
-    expected = registry.resolve(config.arch, config.output_size)
+    """A run goes on in an archive only if it holds the first tasks of the same run, learned alike
+    (over a module, the module is checked against the archive's fingerprint when it is bound)."""
+    expected = spec if config.module is not None else registry.resolve(config.arch, config.output_size)
     if (spec.name, spec.output_size) != (expected.name, expected.output_size):
         raise InvalidArgument(f"{path} holds {spec.name} with {spec.output_size} outputs, not {expected.name} with "
                               f"{expected.output_size}: it cannot go on with this run (give another --archive)")
@@ -355,8 +383,7 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
     """Scenario NNs: the tasks arrive as one stream, never labelled; masks are allocated when uncertain."""
     if path.exists():
         raise InvalidArgument(f"--scenario nns learns a stream from scratch: {path} already exists")
-    spec = registry.resolve(config.arch, config.output_size)
-    archive.create(path, spec, seed=config.seed)
+    spec = _create(path, config)
     datas = suite_tasks(config.suite, config.tasks or DEFAULT_TASKS[config.suite], config.seed)
     evals = EvalSets(datas, config.eval_images, config.seed, spec, device, config.data_dir)
     real = sorted({o for d in datas
@@ -370,7 +397,8 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
         listener.start(f"stream {index + 1}/{len(datas)}", config.steps)
         training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget,
                                er_scale=config.er_scale)
-        request = LearnRequest(path, data, training, device=str(device), data_dir=config.data_dir)
+        request = LearnRequest(path, data, training, device=str(device), data_dir=config.data_dir,
+                               module=config.module)
         result = learn_auto(request, max_masks=config.max_masks,
                             progress=lambda step, loss, acc: listener.advance(step))
         seconds.append(result["train_seconds"])
@@ -379,8 +407,8 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
         if index + 1 in checkpoints(len(datas)):
             listener.start(f"evaluating after {index + 1} tasks", 0, (index + 1) ** 2)
             with archive.Archive(path) as opened:
-                weights, packed = opened.base_weights(), [torch.from_numpy(p) for p in opened.packed_masks()]
-            sup = inference.superposition(build(spec, weights).to(device), packed, real)
+                net, packed = base_network(opened, config.module), [torch.from_numpy(p) for p in opened.packed_masks()]
+            sup = superposition.superposition(net.to(device), packed, real)
             rows.add(_evaluate_row(sup, evals, index + 1, config, timers, mapping))
     extra = {
         "masks_allocated": int(packed[0].shape[0]),
@@ -388,7 +416,7 @@ def _stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.
         "one_mask_per_task": all(len(t) == 1 for t in trained_on) and len(set(mapping)) == len(mapping),
         "steps_by_mask": [{str(m): s for m, s in t.items()} for t in trained_on],
     }
-    return _Run(spec, weights, datas, evals, config.steps, rows, timers, seconds, extra)
+    return _Run(spec, net.cpu(), datas, evals, config.steps, rows, timers, seconds, extra)
 
 
 def _steps_by_mask(decisions: list[dict[str, Any]], steps: int) -> dict[int, int]:
@@ -399,7 +427,7 @@ def _steps_by_mask(decisions: list[dict[str, Any]], steps: int) -> dict[int, int
     return counts
 
 
-def _evaluate_row(sup: inference.Superposition, evals: EvalSets, count: int, config: BenchmarkConfig,
+def _evaluate_row(sup: superposition.Superposition, evals: EvalSets, count: int, config: BenchmarkConfig,
                   timers: dict[str, Timed], masks: list[int] | None = None) -> dict[str, Any]:
     """Accuracy on each of the first `count` tasks, per protocol: GG (its own mask) and each GNu method.
 
@@ -507,20 +535,25 @@ def _dense_accuracy(net, e: EvalSet) -> float:
 
 def _speed(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: torch.device,
            train_seconds: list[float], tasks: int, steps: int, timers: dict[str, Timed]) -> dict[str, Any]:
-    # A residual network's step costs about a hundred of an MLP's: fewer of them make the same estimate.
-    steps_per_block, blocks = (60, 5) if net.spec.family == "mlp" else (5, 3)
-    steps_per_block = min(steps_per_block, max(5, steps))  # never ten times the training it reports on
-    first_task = _train_tensors(first, net.spec, device, config.data_dir)
-    times = speed.training_step_times(net, first_task, TrainConfig(seed=config.seed),
-                                      steps_per_block, blocks)
+    times = None if net.spec.family == registry.MODULE else _step_times(net, first, config, device, steps)
     trained_images = len(train_seconds) * steps * TrainConfig().batch_size
     return {
         "train_images_per_second": trained_images / sum(train_seconds) if train_seconds else None,
         "train_seconds_per_task": sum(train_seconds) / len(train_seconds) if train_seconds else None,
-        "masked_step_ms": times.masked_seconds * 1e3,
-        "dense_step_ms": times.dense_seconds * 1e3,
-        "masked_to_dense_step_ratio": times.ratio,
+        "masked_step_ms": None if times is None else times.masked_seconds * 1e3,
+        "dense_step_ms": None if times is None else times.dense_seconds * 1e3,  # a module: no dense yardstick
+        "masked_to_dense_step_ratio": None if times is None else times.ratio,
         "inference_tasks": tasks,
         "inference_images_per_second": {name: timer.per_second for name, timer in timers.items()},
         "peak_memory_mib": speed.peak_memory_mib(device),
     }
+
+
+def _step_times(net: MaskedNet, first: TaskData, config: BenchmarkConfig, device: torch.device,
+                steps: int) -> speed.StepTimes:
+    """A masked training step against the same network's dense step."""
+    # A residual network's step costs about a hundred of an MLP's: fewer of them make the same estimate.
+    steps_per_block, blocks = (60, 5) if net.spec.family == "mlp" else (5, 3)
+    steps_per_block = min(steps_per_block, max(5, steps))  # never ten times the training it reports on
+    first_task = _train_tensors(first, net.spec, device, config.data_dir)
+    return speed.training_step_times(net, first_task, TrainConfig(seed=config.seed), steps_per_block, blocks)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, inference
+from supsup_cli import archive, inference, superposition
 from supsup_cli.archive.records import TaskRecord
 from supsup_cli.models import DenseNet, MaskedNet
 from supsup_cli.registry import ArchSpec, mask_sites
@@ -147,7 +147,7 @@ def random_packed_masks(spec: ArchSpec, tasks: int, seed: int, device: torch.dev
             for site in mask_sites(spec)]
 
 
-def inference_rates(sup: inference.Superposition, x: torch.Tensor, singles: int = 4) -> dict[str, Any]:
+def inference_rates(sup: superposition.Superposition, x: torch.Tensor, singles: int = 4) -> dict[str, Any]:
     """Images per second of GG and of each inference method (entropy), each input on its own: all of
     x in one call, and (under "batch_1") `singles` images given one at a time, as `supsup infer img`."""
     rates: dict[str, Any] = {"batch_1": {}}
@@ -160,7 +160,7 @@ def inference_rates(sup: inference.Superposition, x: torch.Tensor, singles: int 
         rates["batch_1"][method] = min(singles, x.shape[0]) / (time.perf_counter() - started)
     _synchronize(x.device)
     started = time.perf_counter()
-    inference.task_logits(sup, x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
+    superposition.task_logits(sup, x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
     _synchronize(x.device)
     rates["gg"] = x.shape[0] / (time.perf_counter() - started)
     for method in inference.METHODS:
@@ -171,13 +171,13 @@ def inference_rates(sup: inference.Superposition, x: torch.Tensor, singles: int 
     return rates
 
 
-def contraction_gflops(sup: inference.Superposition, x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+def contraction_gflops(sup: superposition.Superposition, x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
     """GFLOP/s of One-Shot's per-input contraction over all k masks at this batch (unpacking included),
     and of a plain torch.matmul of the same shapes on ready float matrices, best of `repeats` each."""
     alpha = torch.full((sup.tasks,), 1.0 / sup.tasks, device=x.device)
     with torch.enable_grad():
         logits, inputs, pre = inference.forward_recording(sup, x, alpha)
-        deltas = torch.autograd.grad(inference.objective(logits, "entropy", sup.real).sum(), pre)
+        deltas = torch.autograd.grad(superposition.objective(logits, "entropy", sup.real).sum(), pre)
     weights = sup.net.base()
     flops = sum(2 * x.shape[0] * sup.tasks * w.numel() for w in weights)
 

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from supsup_cli import device as device_, inference, registry
+from supsup_cli import device as device_, registry, superposition
 from supsup_cli.benchmark import speed
 from supsup_cli.benchmark.evaluation import EvalSet
 from supsup_cli.benchmark.listener import Listener
@@ -51,7 +51,7 @@ def speed_suite(arch: str, device_name: str, ks: tuple[int, ...] = SPEED_KS, ima
     rows = []
     for k in ks:
         listener.start(f"k = {k}", 0)
-        sup = inference.superposition(net, speed.random_packed_masks(spec, k, seed, device), real)
+        sup = superposition.superposition(net, speed.random_packed_masks(spec, k, seed, device), real)
         rows.append({"k": k, **speed.inference_rates(sup, x), "peak_memory_mib": speed.peak_memory_mib(device),
                      "gflops": speed.contraction_gflops(sup, x)})
     listener.start(f"supsup infer, one image, k = {ks[-1]}", 0)

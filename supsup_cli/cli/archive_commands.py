@@ -11,7 +11,8 @@ import typer
 from supsup_cli import archive, choices, registry
 from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
-from supsup_cli.cli.options import ArchivePath, json_flag
+from supsup_cli.cli.options import ArchivePath, UserModule, json_flag
+from supsup_cli.cli.user_code import load_module
 from supsup_cli.errors import ArchiveCorrupt, BadInput, InputNotFound, InvalidArgument
 from supsup_cli.archive.records import TaskRecord
 
@@ -37,21 +38,34 @@ def init(
         int | None, typer.Option("--output-size", help="Output neurons s (real classes plus superfluous ones).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    module: UserModule = None,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", help="With --module: random (signed Kaiming constants from --seed) or given (the module's "
+                          "own weights, pretrained say; the archive keeps their fingerprint). Default random.")] = None,
+    mask: Annotated[str | None, typer.Option(
+        "--mask", metavar="NAME,NAME,...", help="With --module: the parameters to mask (default: the weights of "
+                                                "every nn.Linear and nn.Conv2d).")] = None,
     json_: _InitJson = False,
 ) -> None:
-    """Create an archive for one random base network, with no tasks yet.
+    """Create an archive for one base network (random from the seed, or your module), with no tasks yet.
 
     Example: supsup init model.supsup --arch lenet300-100 --seed 0
     Example: supsup init model.supsup --arch mlp:512-256 --output-size 10
     Example: supsup init model.supsup --arch-spec my-resnet.json
+    Example: supsup init model.supsup --module nets.py:small_cnn --input-shape 1,28,28
     """
     from supsup_cli.model import Model
 
     model = Model.create(path, arch, seed=seed, output_size=output_size, force=force,
                          input_shape=None if input_shape is None else _shape(input_shape),
-                         arch_spec=None if arch_spec is None else _json_file(arch_spec))
+                         arch_spec=None if arch_spec is None else _json_file(arch_spec),
+                         module=load_module(module), weights=weights, mask=None if mask is None else mask.split(","),
+                         label=module)
     result = {"path": str(path), "arch": model.spec.name, "output_size": model.spec.output_size, "seed": seed,
               "weights_sha256": model.weights_sha256}
+    if model.spec.family == registry.MODULE:
+        result |= {"weights": model.spec.weights, "fingerprint": model.spec.fingerprint,
+                   "masked": [name for name, _ in model.spec.sites]}
     if json_:
         output.emit_json(result)
     else:
@@ -271,9 +285,16 @@ def merge(
 
 def export(
     path: ArchivePath,
-    task: Annotated[str, typer.Option("--task", help="Task index or name.")],
     format_: Annotated[str, typer.Option("--format", help="onnx or safetensors.")],
     out: Annotated[Path, typer.Option("--out", help="The file to write (replaced whole, or not at all).")],
+    task: Annotated[str | None, typer.Option("--task", help="Task index or name.")] = None,
+    all_tasks: Annotated[bool, typer.Option(
+        "--all-tasks", help="ONNX: every task in one model, its inputs the images and a task index (weight-masked "
+                            "MLPs; the masks stay packed).")] = False,
+    infer: Annotated[str | None, typer.Option(
+        "--infer", help="ONNX: one-shot, a model that finds each image's task itself (outputs task, label, "
+                        "confidence; weight-masked MLPs; tens to hundreds of tasks).")] = None,
+    module: UserModule = None,
     json_: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
     """Write one task's network for use outside supsup: ONNX (uint8 images in, logits over the task's
@@ -282,10 +303,12 @@ def export(
 
     Example: supsup export model.supsup --task 3 --format onnx --out task3.onnx
     Example: supsup export model.supsup --task mnist-permute-7 --format safetensors --out t.safetensors
+    Example: supsup export model.supsup --all-tasks --format onnx --out all.onnx
+    Example: supsup export model.supsup --infer one-shot --format onnx --out finds-its-task.onnx
     """
     from supsup_cli.model import Model
 
-    result = Model(path).export(task, format_, out)
+    result = Model(path, module=load_module(module)).export(task, format_, out, all_tasks=all_tasks, infer=infer)
     if json_:
         output.emit_json(result)
     else:

@@ -11,7 +11,8 @@ import typer
 from supsup_cli import choices, registry
 from supsup_cli.choices import listed
 from supsup_cli.cli import interrupts, output, report
-from supsup_cli.cli.options import DataDir, Device, json_flag, refuse_given
+from supsup_cli.cli.options import DataDir, Device, UserModule, json_flag, refuse_given
+from supsup_cli.cli.user_code import load_module
 from supsup_cli.errors import QualityGateFailed
 
 QUICK = {"tasks": 5, "steps": 1000, "eval_images": 1000}
@@ -78,6 +79,7 @@ def benchmark(
     = False,
     device: Device = "auto",
     data_dir: DataDir = None,
+    module: UserModule = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the base network, and mixed into each "
                                                            "task's seed.")] = 0,
     json_: _Json = False,
@@ -91,10 +93,15 @@ def benchmark(
     Example: supsup benchmark --quick
     Example: supsup benchmark --suite permuted-mnist --arch lenet300-100 --tasks 10 --out results/
     Example: supsup benchmark --suite split-mnist --arch fc2048-2048-hop --hopfield
+    Example: supsup benchmark --suite rotated-mnist --module nets.py:small_cnn --tasks 8 --no-baselines
     """
     from supsup_cli.benchmark import experiment as engine, speed_suite
 
     _refuse_idle_flags(ctx, suite, arch, density, density_budget, hopfield)
+    if module is not None:
+        refuse_given(ctx, ("arch", "output_size"), "with --module (the module has its own layers and outputs)")
+        if suite == "speed":
+            refuse_given(ctx, ("module",), "with --suite speed (it times the registry's networks)")
     listener = _BarListener()
     with listener:
         if suite == "speed":
@@ -114,7 +121,7 @@ def benchmark(
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
                 hopfield_steps=hopfield_steps, density=density, budget=density_budget, er_scale=er_scale, epochs=epochs,
                 protocols=engine.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks,
-                tasks_per_step=tasks_per_step, data_dir=data_dir)
+                tasks_per_step=tasks_per_step, data_dir=data_dir, module=load_module(module))
             results = engine.run_benchmark(config, listener)
     if out is not None:
         for path in report.write_files(results, out):

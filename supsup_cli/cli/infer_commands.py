@@ -10,7 +10,8 @@ import typer
 from supsup_cli import choices
 from supsup_cli.choices import listed
 from supsup_cli.cli import exit_codes, output
-from supsup_cli.cli.options import ArchivePath, Device, json_flag
+from supsup_cli.cli.options import ArchivePath, Device, UserModule, json_flag
+from supsup_cli.cli.user_code import load_module
 
 _Json = json_flag("one object per input, one per line")
 
@@ -31,6 +32,7 @@ def infer(
     hopfield_steps: Annotated[int | None, typer.Option(
         "--hopfield-steps", min=1, help="Recovery steps over batches of 64 inputs (default 100; the paper: about 30).")] = None,
     device: Device = "auto",
+    module: UserModule = None,
     json_: _Json = False,
 ) -> int:
     """Find each input's task by superposition of all masks (or use --task), then classify it.
@@ -44,7 +46,7 @@ def infer(
     """
     from supsup_cli.model import Model
 
-    prediction = Model(path, device=device).infer_files(
+    prediction = Model(path, module=load_module(module), device=device).infer_files(
         inputs, resize=resize, task=task, method=method, objective=objective, same_task=same_task,
         hopfield=hopfield, hopfield_steps=hopfield_steps)
     for message in prediction.notes:

@@ -17,7 +17,8 @@ from supsup_cli import choices
 from supsup_cli.choices import listed
 from supsup_cli.cli import interrupts, output
 from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, json_flag, Permute, Resample, Rotate,
-                                    refuse_given, task_data, task_datas)
+                                    refuse_given, task_data, task_datas, UserModule)
+from supsup_cli.cli.user_code import load_module
 from supsup_cli.data.images import export_examples
 from supsup_cli.data.tasks import load_task
 
@@ -73,6 +74,7 @@ def learn(
                                         "(the same masks as one at a time; faster on a GPU).")] = 1,
     device: Device = "auto",
     data_dir: DataDir = None,
+    module: UserModule = None,
     json_: _LearnJson = False,
 ) -> None:
     """Train a supermask per task and commit each to the archive as soon as it is learned (nothing of
@@ -103,7 +105,7 @@ def learn(
     datas = task_datas(data, permute, rotate, classes, resample)
     training = dict(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, density=density, seed=seed,
                     optimizer=optimizer, density_budget=density_budget, er_scale=er_scale)
-    model = Model(path, device=device)
+    model = Model(path, module=load_module(module), device=device)
     notes: list[str] = []
     with _TaskProgress(len(datas), steps, batch_size) as progress:
         if auto:

@@ -20,6 +20,10 @@ def json_flag(prints: str) -> Any:
 
 ArchivePath = Annotated[Path, typer.Argument(metavar="ARCHIVE", help="The .supsup archive.", show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+UserModule = Annotated[str | None, typer.Option(
+    "--module", metavar="MODULE:FACTORY",
+    help="Your own network: pkg.module:factory or path/to/file.py:factory, a function returning a "
+         "torch.nn.Module. Archives over a module need it at every use; an archive never names code.")]
 
 Dataset = Annotated[str, typer.Option(
     "--data", metavar="DATASET",

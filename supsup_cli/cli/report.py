@@ -67,8 +67,9 @@ def show(results: dict[str, Any]) -> None:
     output.emit_fields([
         ("training images/s", _number(speed["train_images_per_second"])),
         ("seconds per task", _number(speed["train_seconds_per_task"], 2)),
-        ("masked / dense step", f"{speed['masked_step_ms']:.2f} ms / {speed['dense_step_ms']:.2f} ms "
-                                f"= {speed['masked_to_dense_step_ratio']:.3f}"),
+        ("masked / dense step", "- (a module of one's own has no dense yardstick)" if speed["dense_step_ms"] is None
+         else f"{speed['masked_step_ms']:.2f} ms / {speed['dense_step_ms']:.2f} ms "
+              f"= {speed['masked_to_dense_step_ratio']:.3f}"),
         *[(f"inference images/s, {name}", _number(rate))
           for name, rate in speed["inference_images_per_second"].items()],
         ("inference at k", speed["inference_tasks"]),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+import supsup_cli
 from supsup_cli import api, archive, registry
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
@@ -26,6 +27,16 @@ def probe_images(spec: registry.ArchSpec) -> np.ndarray:
     if spec.input_shape == (1, 28, 28):
         return load_task(TaskData("mnist"), "test").images[:8]
     return np.random.default_rng(0).integers(0, 256, (8, *spec.input_shape), dtype=np.uint8)
+
+
+def frozen_model(path: Path) -> supsup_cli.Model:
+    """The archive as a Model, with the module it was written over (tests/own_nets.py) if any."""
+    from tests import own_nets
+
+    with archive.Archive(path, verify_content=False, check_weights=False, load_records=False) as opened:
+        label = opened.spec.label
+    modules = {"own_nets.SmallCNN": own_nets.SmallCNN}
+    return supsup_cli.open(path, module=modules[label]() if label else None)
 
 
 def write(version: str) -> None:
@@ -57,6 +68,13 @@ def write(version: str) -> None:
         api.create(path, "mlp:64-32", seed=14, output_size=12)  # an architecture not in the registry
         api.learn_task(path, TaskData("mnist", permute=5), steps=100, name="permuted")
         api.learn_task(path, TaskData("mnist", rotate=45.0, resample="nearest"), steps=100, name="rotated")
+    if version >= "v4" and (path := new("module-small-cnn.supsup")):
+        from tests import own_nets
+
+        model = supsup_cli.Model.create(path, module=own_nets.SmallCNN(), input_shape=(1, 28, 28), seed=15,
+                                        label="own_nets.SmallCNN")  # convolutions, batch norm, a skip
+        model.learn(TaskData("mnist", permute=6), steps=40, lr=1e-3, name="permuted")
+        model.learn(TaskData("mnist", rotate=90.0, resample="nearest"), steps=40, lr=1e-3, name="rotated")
     for lock in folder.glob("*.lock"):
         lock.unlink()
     manifest_path = HERE / "MANIFEST.json"
@@ -88,16 +106,17 @@ def expected(path: Path) -> dict:
         digests, version = [t.mask_sha256 for t in opened.tasks], opened.format_version
     images = probe_images(spec)
     result = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "format_version": version}
+    model = frozen_model(path)
     if spec.mask_on == "neurons":  # masks kept in the reservoir only: recovered from the images
-        found = api.infer_arrays(path, images, hopfield=True)
+        found = model.infer(images, hopfield=True)
         result["tasks"] = [{"name": name, "mask_sha256": digest, "classes": None} for name, digest in zip(names, digests)]
         result["hopfield"] = {"tasks": found.tasks.tolist(), "classes": found.classes.tolist()}
         return result
     result["tasks"] = [{"name": name, "mask_sha256": digest,
-                        "classes": api.infer_arrays(path, images, task=index).classes.tolist()}
+                        "classes": model.infer(images, task=index).classes.tolist()}
                        for index, (name, digest) in enumerate(zip(names, digests))]
-    if spec.family == "mlp":
-        result["one_shot_tasks"] = api.infer_arrays(path, images).tasks.tolist()
+    if spec.family in ("mlp", "module"):
+        result["one_shot_tasks"] = model.infer(images).tasks.tolist()
     return result
 
 
