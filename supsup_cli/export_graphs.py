@@ -96,8 +96,9 @@ class OneShot(_PackedMLP):
         batch, tasks = images.shape[0], self.labels.shape[0]
         x = self.normalize(images, self.first).reshape(batch, -1)
         weights = [self.base(index) for index in range(self.layers)]
-        masks = [self.unpacked(getattr(self, f"masks{index}"), index) for index in range(self.layers)]  # [k, out, in]
-        mixed = [w * m.sum(0) * (1.0 / tasks) for w, m in zip(weights, masks)]
+        masked = [w * self.unpacked(getattr(self, f"masks{index}"), index)  # [k, out, in]: W * M^i
+                  for index, w in enumerate(weights)]
+        mixed = [m.sum(0) * (1.0 / tasks) for m in masked]  # W * sum_i M^i / k, alpha = 1/k
         inputs, pre, h = [], [], x
         for index, weight in enumerate(mixed):
             inputs.append(h)
@@ -108,22 +109,25 @@ class OneShot(_PackedMLP):
         delta = -p * (log_p - (p * log_p).sum(1, keepdim=True))  # dH/dlogits, H = -sum p log p
         grads = torch.zeros(batch, tasks)
         for index in range(self.layers - 1, -1, -1):
-            masked = weights[index] * masks[index]  # [k, out, in]
-            through = inputs[index] @ masked.reshape(-1, masked.shape[2]).t()  # [N, k * out]
+            through = inputs[index] @ masked[index].reshape(-1, masked[index].shape[2]).t()  # [N, k * out]
             grads = grads + (through.reshape(batch, tasks, -1) * delta.unsqueeze(1)).sum(2)
             if index > 0:
                 delta = (delta @ mixed[index]) * (pre[index - 1] > 0).float()
         task = (-grads).argmax(1)
-        h = x.unsqueeze(1)
-        for index in range(self.layers):
-            chosen = weights[index] * masks[index][task]  # [N, out, in]
-            h = h @ chosen.transpose(1, 2)
-            if index < self.layers - 1:
-                h = F.relu(h)
-        logits = h[:, 0]
+        return (task, *self._classify(x, masked, task))
+
+    def _classify(self, x: torch.Tensor, masked: list[torch.Tensor], task: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each image's label and confidence under its own task: every task's network on every
+        image (k forward passes, the masks unpacked already), then each image's row."""
+        batch, tasks = x.shape[0], masked[0].shape[0]
+        h = (x @ masked[0].reshape(-1, masked[0].shape[2]).t()).reshape(batch, tasks, -1).transpose(0, 1)
+        for index in range(1, self.layers):
+            h = torch.bmm(F.relu(h), masked[index].transpose(1, 2))  # [k, N, out]
+        rows = h.transpose(0, 1)  # [N, k, out]
+        logits = rows.gather(1, task.view(-1, 1, 1).expand(-1, 1, rows.shape[2])).squeeze(1)
         width = self.labels.shape[1]
         real = torch.arange(width).unsqueeze(0) < self.counts[task].unsqueeze(1)
         among = torch.where(real, logits[:, :width], torch.full_like(logits[:, :width], float("-inf"))).softmax(1)
-        best = among.argmax(1)
-        label = self.labels[task].gather(1, best.unsqueeze(1)).squeeze(1)
-        return task, label, among.max(1).values
+        label = self.labels[task].gather(1, among.argmax(1).unsqueeze(1)).squeeze(1)
+        return label, among.max(1).values

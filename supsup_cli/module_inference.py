@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from supsup_cli.masks import packed_dot
@@ -40,7 +41,7 @@ def infer_tasks(sup: Superposition, x: torch.Tensor, method: str, kind: str, sam
                           for part in x.split(_input_batch(sup))])
     if same_task:
         return binary_shared(sup, x, kind).expand(x.shape[0])
-    return torch.cat([binary_shared(sup, x[row : row + 1], kind) for row in range(x.shape[0])])
+    return torch.cat([binary(sup, part, kind) for part in x.split(_input_batch(sup))])
 
 
 def weight_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, kind: str,
@@ -80,6 +81,50 @@ def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, ki
         if rows <= PACKED_DOT_MAX_INPUTS:
             out += packed_dot(sup.packed[site], values)
             continue
+        for start, stop in sup.task_chunks():
+            out[:, start:stop] += values @ sup.masks(site, start, stop).reshape(stop - start, -1).T
+    return out
+
+
+def binary(sup: Superposition, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Algorithm 2 for each input, all inputs at once: round one is One-Shot's gradient at alpha =
+    1/k; in each later round an input's alpha is 1/m on its own m remaining candidates (ties: the
+    lower task index), so each input has its own mixed network, computed under vmap."""
+    chosen = torch.arange(sup.tasks, device=x.device).expand(x.shape[0], -1)
+    uniform = torch.full((sup.tasks,), 1.0 / sup.tasks, device=x.device)
+    scores = -alpha_gradients(sup, x, uniform, kind, per_input=True)
+    while chosen.shape[1] > 1:
+        keep = scores.sort(dim=1, descending=True, stable=True).indices[:, : math.ceil(chosen.shape[1] / 2)]
+        chosen = chosen.gather(1, keep.sort(dim=1).values)
+        if chosen.shape[1] == 1:
+            break
+        alpha = torch.zeros(x.shape[0], sup.tasks, device=x.device).scatter_(1, chosen, 1.0 / chosen.shape[1])
+        scores = -_own_alpha_gradients(sup, x, alpha, kind).gather(1, chosen)
+    return chosen[:, 0]
+
+
+def _own_alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, kind: str) -> torch.Tensor:
+    """[B, k]: dObjective_b/dalpha at each input's own alpha [B, k] (its network mixed by it)."""
+    net, real, base = sup.net, sup.real, sup.net.base()
+    mixed = []
+    for site, weight in enumerate(base):  # W * sum_i alpha_bi M^i, per input
+        total = torch.zeros(x.shape[0], weight.numel(), device=x.device)
+        for start, stop in sup.task_chunks():
+            total += alpha[:, start:stop] @ sup.masks(site, start, stop).reshape(stop - start, -1)
+        mixed.append(total.view(-1, *weight.shape) * weight)
+    stats = torch.zeros(x.shape[0], 0, device=x.device) if sup.stats is None else \
+        alpha @ torch.from_numpy(np.stack(sup.stats)).to(x.device)
+
+    def one(weights: list[torch.Tensor], mixed_stats: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        logits = net.run_with_stats(x1.unsqueeze(0), weights, mixed_stats) if sup.stats is not None else \
+            net.run(x1.unsqueeze(0), weights)
+        return objective(logits, kind, real).sum()
+
+    with torch.enable_grad():
+        grads = torch.func.vmap(torch.func.grad(one), in_dims=(0, 0, 0))(mixed, stats, x)
+    out = torch.zeros(x.shape[0], sup.tasks, device=x.device)
+    for site, (weight, grad) in enumerate(zip(base, grads)):
+        values = (grad * weight).reshape(x.shape[0], -1)
         for start, stop in sup.task_chunks():
             out[:, start:stop] += values @ sup.masks(site, start, stop).reshape(stop - start, -1).T
     return out

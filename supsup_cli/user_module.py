@@ -194,6 +194,15 @@ class ModuleNet(MaskedNet):
         out: torch.Tensor = torch.func.functional_call(self.module, dict(zip(self.site_names, weights)), (x,))
         return out
 
+    def run_with_stats(self, x: torch.Tensor, weights: Sequence[torch.Tensor], stats: torch.Tensor) -> torch.Tensor:
+        """`run` with these batch-norm statistics (a vector in the stored order) instead of the
+        module's own: what a search over inputs that each mix tasks differently calls (under vmap)."""
+        names = [f"{name}.running_{kind}" for kind in ("mean", "var") for name, _ in self.spec.norms]
+        sizes = [channels for _ in ("mean", "var") for _, channels in self.spec.norms]
+        replaced = {**dict(zip(self.site_names, weights)), **dict(zip(names, torch.split(stats, sizes)))}
+        out: torch.Tensor = torch.func.functional_call(self.module, replaced, (x,))
+        return out
+
     def baked(self, masks: Sequence[torch.Tensor]) -> nn.Module:
         """A copy of the module with each site's weights times its mask as its own parameters and
         the current statistics: a task's network as ordinary layers (to export, or to trace)."""

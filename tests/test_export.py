@@ -69,3 +69,58 @@ def test_what_cannot_be_exported_is_refused_in_one_line(cli, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if the extra were not installed
     missing = cli("export", model.path, "--task", "0", "--format", "onnx", "--out", tmp_path / "h.onnx")
     assert missing.code == 14 and "supsup[export]" in missing.err and not (tmp_path / "h.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def many_tasks(tmp_path_factory):
+    """100 permuted-MNIST LeNet tasks (a few steps each: what is checked is agreement, not accuracy),
+    and 1,000 test images from 10 of them."""
+    path = tmp_path_factory.mktemp("many") / "many.supsup"
+    model = supsup.Model.create(path, "lenet300-100")
+    list(model.learn_many([supsup.TaskData("mnist", permute=seed) for seed in range(1, 101)], steps=25))
+    images = np.concatenate([supsup.load_data("mnist", split="test", permute=seed)[0][:100]
+                             for seed in range(1, 101, 10)])
+    return model, images
+
+
+def test_every_task_in_one_onnx_model_the_size_of_the_archive(cli, tmp_path, many_tasks):
+    model, images = many_tasks
+    out = tmp_path / "all.onnx"
+    written = cli("export", model.path, "--all-tasks", "--format", "onnx", "--out", out, "--json").json()
+    assert written["tasks"] == 100 and out.stat().st_size <= 1.2 * model.path.stat().st_size
+    session = onnxruntime.InferenceSession(str(out))
+    for task in (0, 41, 99):
+        logits, labels = session.run(None, {"images": images[:, None], "task": np.array(task, dtype=np.int64)})
+        assert np.array_equal(labels, model.infer(images, task=task).classes)
+        assert np.abs(logits - model.network(task)(images).detach().numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize("tasks", [10, 100])
+def test_an_onnx_model_that_finds_its_own_task(tmp_path, many_tasks, tasks):
+    """At k = 10 (an archive of the first 10 tasks) and k = 100: the task One-Shot finds, the class
+    under it and its confidence, as supsup infer --method one-shot gives them."""
+    model, images = many_tasks
+    if tasks < len(model):
+        first = supsup.Model.create(tmp_path / "first.supsup", "lenet300-100")
+        list(first.learn_many([supsup.TaskData("mnist", permute=seed) for seed in range(1, tasks + 1)], steps=25))
+        assert [t.mask_sha256 for t in first.tasks] == [t.mask_sha256 for t in model.tasks[:tasks]]
+        model, images = first, images[: 100 * (tasks // 10)]
+    model.export(None, "onnx", tmp_path / "one.onnx", infer="one-shot")
+    found, labels, confidences = onnxruntime.InferenceSession(str(tmp_path / "one.onnx")).run(None, {"images": images[:, None]})
+    ours = model.infer(images, method="one-shot")
+    agree = found == ours.tasks
+    assert agree.mean() >= 0.999, agree.mean()
+    assert np.array_equal(labels[agree], ours.classes[agree])
+    assert np.abs(confidences[agree] - ours.confidences[agree]).max() < 1e-4
+    assert (ours.tasks == np.repeat(np.arange(0, 100, 10)[: len(images) // 100], 100)).mean() > 0.5  # not chance
+
+
+def test_only_weight_masked_mlps_export_all_their_tasks(cli, tmp_path):
+    model = supsup.Model.create(tmp_path / "r.supsup", "resnet18-narrow")
+    rng = np.random.default_rng(1)
+    model.learn(rng.integers(0, 256, (32, 3, 32, 32), dtype=np.uint8), np.arange(32) % 5, steps=1, batch_size=16)
+    refused = cli("export", model.path, "--all-tasks", "--format", "onnx", "--out", tmp_path / "r.onnx")
+    assert refused.code == 2 and "one at a time (--task)" in refused.err
+    for argv in (["--all-tasks", "--task", "0"], ["--infer", "binary"], ["--all-tasks", "--format", "safetensors"]):
+        flags = argv if "--format" in argv else [*argv, "--format", "onnx"]
+        assert cli("export", model.path, *flags, "--out", tmp_path / "x").code == 2
