@@ -73,14 +73,36 @@ def test_what_cannot_be_exported_is_refused_in_one_line(cli, tmp_path, monkeypat
 
 @pytest.fixture(scope="module")
 def many_tasks(tmp_path_factory):
-    """100 permuted-MNIST LeNet tasks (a few steps each: what is checked is agreement, not accuracy),
-    and 1,000 test images from 10 of them."""
+    """100 permuted-MNIST LeNet tasks, each mask trained 25 steps on its task (what is checked is
+    agreement, not accuracy) and committed in one transaction, and 1,000 test images from 10 of them."""
     path = tmp_path_factory.mktemp("many") / "many.supsup"
     model = supsup.Model.create(path, "lenet300-100")
-    list(model.learn_many([supsup.TaskData("mnist", permute=seed) for seed in range(1, 101)], steps=25))
+    _append_trained(path, [supsup.TaskData("mnist", permute=seed) for seed in range(1, 101)])
     images = np.concatenate([supsup.load_data("mnist", split="test", permute=seed)[0][:100]
                              for seed in range(1, 101, 10)])
     return model, images
+
+
+def _append_trained(path, datas):
+    from supsup_cli import archive
+    from supsup_cli.archive.records import TaskRecord
+    from supsup_cli.data.tasks import load_task
+    from supsup_cli.learn import mask_digest
+    from supsup_cli.models import build
+    from supsup_cli.training import TrainConfig, task_tensors, train_masks
+
+    with archive.Archive(path) as opened:
+        spec, net = opened.spec, build(opened.spec, opened.base_weights())
+    stored = []
+    for index, data in enumerate(datas):
+        examples = load_task(data, "train")
+        trained = train_masks(net, task_tensors(examples, spec, torch.device("cpu")), TrainConfig(steps=25, seed=index))
+        masks = [m.numpy() for m in trained.masks]
+        record = TaskRecord(name=data.default_name(), data=data.to_plain(), classes=examples.classes,
+                            mean=examples.mean, std=examples.std, density=tuple(float(m.mean()) for m in masks),
+                            mask_sha256=mask_digest(masks))
+        stored.append(archive.StoredTask.of(record, masks))
+    archive.append_tasks(path, lambda current: stored)
 
 
 def test_every_task_in_one_onnx_model_the_size_of_the_archive(cli, tmp_path, many_tasks):
@@ -102,7 +124,7 @@ def test_an_onnx_model_that_finds_its_own_task(tmp_path, many_tasks, tasks):
     model, images = many_tasks
     if tasks < len(model):
         first = supsup.Model.create(tmp_path / "first.supsup", "lenet300-100")
-        list(first.learn_many([supsup.TaskData("mnist", permute=seed) for seed in range(1, tasks + 1)], steps=25))
+        _append_trained(first.path, [supsup.TaskData("mnist", permute=seed) for seed in range(1, tasks + 1)])
         assert [t.mask_sha256 for t in first.tasks] == [t.mask_sha256 for t in model.tasks[:tasks]]
         model, images = first, images[: 100 * (tasks // 10)]
     model.export(None, "onnx", tmp_path / "one.onnx", infer="one-shot")
@@ -124,3 +146,22 @@ def test_only_weight_masked_mlps_export_all_their_tasks(cli, tmp_path):
     for argv in (["--all-tasks", "--task", "0"], ["--infer", "binary"], ["--all-tasks", "--format", "safetensors"]):
         flags = argv if "--format" in argv else [*argv, "--format", "onnx"]
         assert cli("export", model.path, *flags, "--out", tmp_path / "x").code == 2
+
+
+def test_the_readme_snippet_runs_as_written(tmp_path, many_tasks, monkeypatch):
+    import re
+
+    from tests.conftest import REPO
+
+    model, images = many_tasks
+    section = (REPO / "README.md").read_text().split("## Use a task elsewhere")[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    model.export(3, "onnx", tmp_path / "task3.onnx")
+    model.export(None, "onnx", tmp_path / "all.onnx", all_tasks=True)
+    model.export(None, "onnx", tmp_path / "finds.onnx", infer="one-shot")
+    np.save(tmp_path / "digits.npy", images[:40])
+    monkeypatch.chdir(tmp_path)
+    names: dict = {}
+    exec(snippet, names)  # noqa: S102 (the README's own code)
+    found = model.infer(images[:40])
+    assert np.array_equal(names["task"], found.tasks) and np.array_equal(names["label"], found.classes)
