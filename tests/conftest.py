@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from supsup_cli.cli.app import run
 from supsup_cli.archive.records import TaskRecord
 

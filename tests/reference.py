@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from supsup_cli import superposition
-from supsup_cli.masks import unpack
+from supsup_cli.engine import superposition
+from supsup_cli.engine.masks import unpack
 
 
 def all_masks(sup: superposition.Superposition) -> list[torch.Tensor]:

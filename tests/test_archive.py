@@ -5,10 +5,11 @@ import h5py
 import numpy as np
 import pytest
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header, layout
-from supsup_cli.errors import ArchiveCorrupt, DuplicateTask
+from supsup_cli.core.errors import ArchiveCorrupt, DuplicateTask
 from tests.conftest import append_random_tasks, dummy_record, random_masks
 
 

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import archive, registry
-from supsup_cli.batched_training import stacking_refusal, train_masks_together
+from supsup_cli import archive
+from supsup_cli.core import registry
+from supsup_cli.engine.batched_training import stacking_refusal, train_masks_together
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.models import build
-from supsup_cli.training import TrainConfig, task_tensors, train_masks
-from supsup_cli.weights import base_weights
+from supsup_cli.engine.models import build
+from supsup_cli.engine.training import TrainConfig, task_tensors, train_masks
+from supsup_cli.core.weights import base_weights
 
 STACKABLE = [name for name, spec in registry.REGISTRY.items()
              if stacking_refusal(spec, TrainConfig()) is None]

@@ -9,13 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from supsup_cli import archive, registry, weights
+from supsup_cli import archive
+from supsup_cli.core import registry, weights
 from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.models import build
+from supsup_cli.engine.models import build
 from supsup_cli.archive.records import TaskRecord
-from supsup_cli.training import TrainConfig, task_tensors, train_masks
+from supsup_cli.engine.training import TrainConfig, task_tensors, train_masks
 
 
 def _records(count: int, rng: np.random.Generator) -> bytes:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from supsup_cli import prng
+from supsup_cli.core import prng
 from supsup_cli.data import datasets, idx, transforms
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import ArchiveCorrupt, DataUnavailable, InvalidArgument
+from supsup_cli.core.errors import ArchiveCorrupt, DataUnavailable, InvalidArgument
 
 
 def test_packaged_mnist_loads_offline_and_verified():

@@ -87,9 +87,9 @@ def _append_trained(path, datas):
     from supsup_cli import archive
     from supsup_cli.archive.records import TaskRecord
     from supsup_cli.data.tasks import load_task
-    from supsup_cli.learn import mask_digest
-    from supsup_cli.models import build
-    from supsup_cli.training import TrainConfig, task_tensors, train_masks
+    from supsup_cli.api.learn import mask_digest
+    from supsup_cli.engine.models import build
+    from supsup_cli.engine.training import TrainConfig, task_tensors, train_masks
 
     with archive.Archive(path) as opened:
         spec, net = opened.spec, build(opened.spec, opened.base_weights())

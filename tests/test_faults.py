@@ -16,7 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from supsup_cli.archive import maskcodec
 from supsup_cli.archive.verify import verify
 from tests.conftest import REPO, append_random_tasks, dummy_record, random_masks

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from supsup_cli import files
+from supsup_cli.core import files
 
 
 def test_the_next_writer_removes_a_dead_writers_temporary_and_keeps_a_running_ones(tmp_path):

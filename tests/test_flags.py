@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from supsup_cli import archive
-from supsup_cli.masks import unpack
+from supsup_cli.engine.masks import unpack
 import torch
 
 REFUSED = [

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import flat_training, registry
+from supsup_cli.engine import flat_training
+from supsup_cli.core import registry
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.models import build
-from supsup_cli.training import TrainConfig, task_tensors, train_masks
-from supsup_cli.weights import base_weights
+from supsup_cli.engine.models import build
+from supsup_cli.engine.training import TrainConfig, task_tensors, train_masks
+from supsup_cli.core.weights import base_weights
 
 
 def _examples(data: TaskData, rows: int):

@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-from supsup_cli import api, archive, registry
+from supsup_cli import api, archive
+from supsup_cli.core import registry
 from supsup_cli.archive import maskcodec
 from tests.conftest import REPO, dummy_record, random_masks
 from tests.data.archives.freeze import frozen_file, frozen_model, probe_images

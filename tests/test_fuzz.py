@@ -22,7 +22,7 @@ from PIL import Image
 from supsup_cli import archive
 from supsup_cli.archive import header, layout
 from supsup_cli.data.images import read_inputs
-from supsup_cli.errors import ArchiveCorrupt, BadInput, NotAnArchive, SupsupError, VersionTooNew
+from supsup_cli.core.errors import ArchiveCorrupt, BadInput, NotAnArchive, SupsupError, VersionTooNew
 from tests.conftest import REPO, append_random_tasks
 
 VALID = (REPO / "tests" / "data" / "archives" / "v1" / "lenet-2tasks.supsup").read_bytes()

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from supsup_cli import choices, registry
+from supsup_cli.core import choices, registry
 from supsup_cli.data.datasets import DATASETS
 
 COMMANDS = ["init", "inspect", "size", "hopfield-store", "merge", "learn-task", "infer", "benchmark",

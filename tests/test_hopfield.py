@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import hopfield
+from supsup_cli.engine import hopfield
 
 
 def test_storkey_rule_matches_its_formula_and_keeps_patterns_stable():

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from supsup_cli.archive import header
 from supsup_cli.cli.exit_codes import BY_ERROR
-from supsup_cli.hopfield_store import hopfield_store
+from supsup_cli.api.hopfield_store import hopfield_store
 from tests.conftest import REPO, dummy_record, random_masks
 
 TOTAL_CASES = int(os.environ.get("SUPSUP_HOSTILE_CASES", "250"))

@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from supsup_cli import archive, inference, superposition
+from supsup_cli import archive
+from supsup_cli.engine import inference, superposition
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.models import MaskedNet, normalize
+from supsup_cli.engine.models import MaskedNet, normalize
 from tests import reference
 from tests.conftest import Result
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from tests.conftest import REPO
 
 
@@ -92,7 +93,7 @@ def test_sigint_during_training_commits_nothing(lenet_archive, cli, delay):
 def test_a_ctrl_c_that_python_swallows_still_stops_training(lenet_archive, cli, monkeypatch):
     """Python drops a KeyboardInterrupt raised inside a finalizer, and h5py's weakref callbacks run
     often while an archive is read: that Ctrl-C must still stop the command before it commits."""
-    import supsup_cli.learn as learn
+    import supsup_cli.api.learn as learn
 
     swallowed = []
     monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: swallowed.append(unraisable.exc_type))
@@ -119,9 +120,9 @@ def test_a_ctrl_c_that_python_swallows_still_stops_training(lenet_archive, cli, 
 def test_transfer_starts_from_the_mean_mask_times_the_kaiming_fan_in_constant():
     """Appendix D.5: the running mean of the earlier masks, normalized by sqrt(2 / fan_in); top-k masks
     rank it as it is, threshold masks centre it at the threshold."""
-    from supsup_cli.models import build
-    from supsup_cli.training import TrainConfig, initial_scores
-    from supsup_cli.weights import base_weights
+    from supsup_cli.engine.models import build
+    from supsup_cli.engine.training import TrainConfig, initial_scores
+    from supsup_cli.core.weights import base_weights
 
     spec = registry.resolve("resnet18-narrow")
     net = build(spec, base_weights(spec, 0))

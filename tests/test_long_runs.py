@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import archive, registry, superposition
+from supsup_cli import archive
+from supsup_cli.core import registry
+from supsup_cli.engine import superposition
 from supsup_cli.benchmark import baselines
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.benchmark.evaluation import EvalSet, Timed, paper_gg_accuracy, paper_gnu_accuracy, sample_rows
-from supsup_cli.learn import LearnRequest, learn_tasks
-from supsup_cli.models import build
-from supsup_cli.training import TrainConfig, task_tensors
+from supsup_cli.api.learn import LearnRequest, learn_tasks
+from supsup_cli.engine.models import build
+from supsup_cli.engine.training import TrainConfig, task_tensors
 from tests.conftest import REPO
 
 
@@ -153,7 +155,7 @@ def test_paper_classes_are_the_arg_max_over_all_outputs(two_tasks):
 
 def test_the_lower_bound_keeps_a_head_per_task_and_a_shared_trunk():
     spec = registry.resolve("lenet300-100")
-    from supsup_cli.weights import base_weights
+    from supsup_cli.core.weights import base_weights
 
     weights = base_weights(spec, 0)
     lower = baselines.SeparateHeads(spec, weights, torch.device("cpu"))

@@ -74,13 +74,14 @@ def test_a_decision_over_committed_masks_with_changes_equals_one_over_all_masks_
     One-Shot over the candidates written out in full (issue 26)."""
     import torch
 
-    from supsup_cli import inference, registry, superposition
-    from supsup_cli.allocation import Candidates
+    from supsup_cli.engine import inference, superposition
+    from supsup_cli.core import registry
+    from supsup_cli.engine.allocation import Candidates
     from supsup_cli.data.tasks import load_task
     from supsup_cli.data.transforms import TaskData
-    from supsup_cli.masks import pack
-    from supsup_cli.models import build, normalize
-    from supsup_cli.weights import base_weights
+    from supsup_cli.engine.masks import pack
+    from supsup_cli.engine.models import build, normalize
+    from supsup_cli.core.weights import base_weights
 
     spec = registry.resolve("lenet300-100", 500)
     net = build(spec, base_weights(spec, 0))

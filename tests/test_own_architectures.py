@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 import supsup_cli as supsup
-from supsup_cli import registry
+from supsup_cli.core import registry
 
 
 def test_an_mlp_of_ones_own_widths_learns_and_infers(cli, tmp_path):

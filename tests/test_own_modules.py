@@ -11,13 +11,14 @@ import torch
 from torch import nn
 
 import supsup_cli as supsup
-from supsup_cli import archive, superposition
-from supsup_cli.base import base_network
+from supsup_cli import archive
+from supsup_cli.engine import superposition
+from supsup_cli.api.base import base_network
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import InvalidArgument, ModuleRequired, WeightsMismatch
-from supsup_cli.inference import infer_tasks
-from supsup_cli.models import normalize
-from supsup_cli.user_module import ModuleNet
+from supsup_cli.core.errors import InvalidArgument, ModuleRequired, WeightsMismatch
+from supsup_cli.engine.inference import infer_tasks
+from supsup_cli.engine.models import normalize
+from supsup_cli.engine.user_module import ModuleNet
 from tests import own_nets, reference
 
 MNIST = (1, 28, 28)

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from supsup_cli import registry
-from supsup_cli.errors import ArchiveCorrupt, InvalidArgument
+from supsup_cli.core import registry
+from supsup_cli.core.errors import ArchiveCorrupt, InvalidArgument
 
 
 @pytest.mark.parametrize("name", sorted(registry.REGISTRY))

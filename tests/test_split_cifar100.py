@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from supsup_cli.benchmark import baselines
 from supsup_cli.cli import output
 from supsup_cli.benchmark.experiment import BenchmarkConfig, _with_suite_recipe, suite_tasks
 from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
-from supsup_cli.masks import er_densities, layer_densities
-from supsup_cli.training import TrainConfig, task_tensors
-from supsup_cli.weights import base_weights
+from supsup_cli.engine.masks import er_densities, layer_densities
+from supsup_cli.engine.training import TrainConfig, task_tensors
+from supsup_cli.core.weights import base_weights
 
 NARROW = registry.resolve("resnet18-narrow")
 

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header
-from supsup_cli.errors import ArchiveCorrupt
-from supsup_cli.size import entropy_bits
+from supsup_cli.core.errors import ArchiveCorrupt
+from supsup_cli.api.size import entropy_bits
 from tests.conftest import REPO, dummy_record, random_masks
 
 

@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from supsup_cli import archive, inference, prng, registry, superposition
+from supsup_cli import archive
+from supsup_cli.engine import inference, superposition
+from supsup_cli.core import prng, registry
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.benchmark.evaluation import EvalSet
-from supsup_cli.learn import LearnRequest, learn_task
-from supsup_cli.masks import unpack
-from supsup_cli.models import build
-from supsup_cli.training import TrainConfig
+from supsup_cli.api.learn import LearnRequest, learn_task
+from supsup_cli.engine.masks import unpack
+from supsup_cli.engine.models import build
+from supsup_cli.engine.training import TrainConfig
 
 SUPERPOSABLE_MLPS = [name for name, spec in registry.REGISTRY.items()
                      if spec.family == "mlp" and spec.mask_on == "weights"]

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from supsup_cli.archive import header, writer
 from tests.conftest import dummy_record, random_masks
 

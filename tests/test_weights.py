@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from supsup_cli import prng, registry, weights
+from supsup_cli.core import prng, registry, weights
 from tests.conftest import REPO
 
 LENET_SEED0_SHA256 = "cb8f5dafa140e51cb892405cb86ab65960ab337be4ab9d47761ab704967b8c5e"

@@ -22,8 +22,8 @@ import json, os, sys
 # The heavy imports, once: the command line, the engine it imports lazily, and what torch.optim
 # imports on its first use (torch._dynamo, 2 s here).
 import torch._dynamo
-import supsup_cli.cli.app, supsup_cli.autolearn, supsup_cli.learn, supsup_cli.benchmark.experiment
-import supsup_cli.hopfield_store, supsup_cli.infer
+import supsup_cli.cli.app, supsup_cli.api.autolearn, supsup_cli.api.learn, supsup_cli.benchmark.experiment
+import supsup_cli.api.hopfield_store, supsup_cli.api.infer
 try:
     import matplotlib
     matplotlib.use("Agg")

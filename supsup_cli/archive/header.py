@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from supsup_cli.errors import ArchiveCorrupt, ArchiveNotFound, NotAnArchive, VersionTooNew
+from supsup_cli.core.errors import ArchiveCorrupt, ArchiveNotFound, NotAnArchive, VersionTooNew
 
 MAGIC = b"\x89SUPSUP\n"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

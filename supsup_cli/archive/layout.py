@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 
 from supsup_cli.archive import maskcodec, versions
-from supsup_cli.errors import ArchiveCorrupt
+from supsup_cli.core.errors import ArchiveCorrupt
 from supsup_cli.archive.records import MAX_RECORD_BYTES
-from supsup_cli.registry import ArchSpec, mask_sites, stats_size
+from supsup_cli.core.registry import ArchSpec, mask_sites, stats_size
 
 MAX_TASKS = 1_000_000
 MAX_ATTR_BYTES = 16 * 1024

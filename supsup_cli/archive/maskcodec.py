@@ -15,7 +15,7 @@ import struct
 
 import numpy as np
 
-from supsup_cli.errors import ArchiveCorrupt
+from supsup_cli.core.errors import ArchiveCorrupt
 
 NONE = 0
 BITPACK = 1

@@ -14,10 +14,10 @@ import numpy as np
 from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout, versions
-from supsup_cli.errors import ArchiveCorrupt, ModuleRequired, NoTasks, SupsupError, UnknownTask, WeightsMismatch
+from supsup_cli.core.errors import ArchiveCorrupt, ModuleRequired, NoTasks, SupsupError, UnknownTask, WeightsMismatch
 from supsup_cli.archive.records import TaskRecord
-from supsup_cli.registry import MODULE, ArchSpec, MaskSite, from_json, mask_sites
-from supsup_cli.weights import base_weights, weights_sha256
+from supsup_cli.core.registry import MODULE, ArchSpec, MaskSite, from_json, mask_sites
+from supsup_cli.core.weights import base_weights, weights_sha256
 
 FORMAT_NAME = "supsup"
 _HDF5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, OverflowError)

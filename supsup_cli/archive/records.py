@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from supsup_cli.errors import ArchiveCorrupt
+from supsup_cli.core.errors import ArchiveCorrupt
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_NAME_CHARS = 200

@@ -11,7 +11,7 @@ from supsup_cli.archive import maskcodec
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
 from supsup_cli.archive.reader import Archive
-from supsup_cli.errors import ArchiveCorrupt, WeightsMismatch
+from supsup_cli.core.errors import ArchiveCorrupt, WeightsMismatch
 
 
 def verify(path: Path) -> dict[str, Any]:

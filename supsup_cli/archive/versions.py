@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from supsup_cli.archive import maskcodec
 from supsup_cli.archive.records import TaskRecord
-from supsup_cli.errors import ArchiveCorrupt
-from supsup_cli.registry import ArchSpec
+from supsup_cli.core.errors import ArchiveCorrupt
+from supsup_cli.core.registry import ArchSpec
 
 CODECS = {maskcodec.NONE: 2, maskcodec.BITPACK: 1, maskcodec.RICE: 2}
 ARCHITECTURES = {"lenet300-100": 1, "fc1024-1024": 1, "fc2048-2048-hop": 1, "resnet18-narrow": 2, "resnet50": 2}

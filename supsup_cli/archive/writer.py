@@ -24,15 +24,16 @@ import filelock
 import h5py
 import numpy as np
 
-from supsup_cli import __version__, choices
+from supsup_cli import __version__
+from supsup_cli.core import choices
 from supsup_cli.archive import header as header_
 from supsup_cli.archive import layout
 from supsup_cli.archive.reader import FORMAT_NAME, Archive, StoredTask
-from supsup_cli.errors import (ArchiveExists, ArchiveLocked, ConcurrentChange, DiskFull, DuplicateTask,
+from supsup_cli.core.errors import (ArchiveExists, ArchiveLocked, ConcurrentChange, DiskFull, DuplicateTask,
                                InvalidArgument)
 from supsup_cli.archive.records import TaskRecord, unique_name
-from supsup_cli.registry import ArchSpec, mask_sites, to_json
-from supsup_cli.weights import base_weights, weights_sha256
+from supsup_cli.core.registry import ArchSpec, mask_sites, to_json
+from supsup_cli.core.weights import base_weights, weights_sha256
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from supsup_cli.models import DenseNet
-from supsup_cli.registry import ArchSpec
-from supsup_cli.training import Learner, Progress, TaskTensors, TrainConfig, batches, fit
+from supsup_cli.engine.models import DenseNet
+from supsup_cli.core.registry import ArchSpec
+from supsup_cli.engine.training import Learner, Progress, TaskTensors, TrainConfig, batches, fit
 
 
 def train_dense(net: DenseNet, task: TaskTensors, config: TrainConfig, progress: Progress | None = None,

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import hopfield, inference, prng, superposition
+from supsup_cli.engine import hopfield, inference, superposition
+from supsup_cli.core import prng
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
-from supsup_cli.registry import ArchSpec
+from supsup_cli.engine.models import MaskedNet, batches_of, normalize, real_outputs
+from supsup_cli.core.registry import ArchSpec
 
 SAME_TASK_BATCH = 128  # the paper's "full batch": one task inferred per batch of 128 images
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import torch
 
-from supsup_cli import archive, choices, device as device_, hopfield, inference, prng, registry, superposition
-from supsup_cli.autolearn import learn_auto
+from supsup_cli import archive
+from supsup_cli.core import choices, prng, registry
+from supsup_cli.engine import device as device_, hopfield, inference, superposition
+from supsup_cli.api.autolearn import learn_auto
 from supsup_cli.benchmark import baselines, paper, result_store, speed
 from supsup_cli.benchmark.listener import Listener
 from supsup_cli.benchmark.suites import (DEFAULT_OUTPUT_SIZES, DEFAULT_TASKS, SEPARATE_HEADS_SUITES,
@@ -22,14 +24,14 @@ from supsup_cli.benchmark.matrices import Rows, pad
 from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import InvalidArgument
-from supsup_cli.hopfield_store import hopfield_store, reservoir_of
-from supsup_cli.batched_training import stacking_refusal
-from supsup_cli.learn import LearnRequest, learn_tasks
-from supsup_cli.base import base_network
-from supsup_cli.models import MaskedNet, real_outputs
-from supsup_cli.size import storage_report
-from supsup_cli.training import TrainConfig, task_tensors
+from supsup_cli.core.errors import InvalidArgument
+from supsup_cli.api.hopfield_store import hopfield_store, reservoir_of
+from supsup_cli.engine.batched_training import stacking_refusal
+from supsup_cli.api.learn import LearnRequest, learn_tasks
+from supsup_cli.api.base import base_network
+from supsup_cli.engine.models import MaskedNet, real_outputs
+from supsup_cli.api.size import storage_report
+from supsup_cli.engine.training import TrainConfig, task_tensors
 
 PROTOCOLS = choices.PROTOCOLS
 LATER_CHECKPOINTS = (25, 50, 100, 150, 200, 250, 500, 1000, 1500, 2000, 2500, 5000, 10000)
@@ -276,7 +278,7 @@ def _create(path: Path, config: BenchmarkConfig) -> registry.ArchSpec:
         spec = registry.resolve(config.arch, config.output_size)
         archive.create(path, spec, seed=config.seed)
         return spec
-    from supsup_cli import user_module
+    from supsup_cli.engine import user_module
 
     first = suite_tasks(config.suite, 1, config.seed)[0]
     shape = datasets.spec_of(first.dataset).image_shape

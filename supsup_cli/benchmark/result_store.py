@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from supsup_cli import files
-from supsup_cli.errors import InvalidArgument
+from supsup_cli.core import files
+from supsup_cli.core.errors import InvalidArgument
 
 
 class ResultStore:

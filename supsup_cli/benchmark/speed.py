@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, inference, superposition
+from supsup_cli import archive
+from supsup_cli.engine import inference, superposition
 from supsup_cli.archive.records import TaskRecord
-from supsup_cli.models import DenseNet, MaskedNet
-from supsup_cli.registry import ArchSpec, mask_sites
-from supsup_cli.batched_training import stacking_refusal, train_masks_together
-from supsup_cli.training import (Learner, TaskTensors, TrainConfig, batches, initial_scores, masked_logits,
+from supsup_cli.engine.models import DenseNet, MaskedNet
+from supsup_cli.core.registry import ArchSpec, mask_sites
+from supsup_cli.engine.batched_training import stacking_refusal, train_masks_together
+from supsup_cli.engine.training import (Learner, TaskTensors, TrainConfig, batches, initial_scores, masked_logits,
                                  train_masks)
 
 

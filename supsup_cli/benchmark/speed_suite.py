@@ -6,16 +6,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from supsup_cli import device as device_, registry, superposition
+from supsup_cli.engine import device as device_, superposition
+from supsup_cli.core import registry
 from supsup_cli.benchmark import speed
 from supsup_cli.benchmark.evaluation import EvalSet
 from supsup_cli.benchmark.listener import Listener
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import InvalidArgument
-from supsup_cli.models import build, real_outputs
-from supsup_cli.training import TrainConfig, task_tensors
-from supsup_cli.weights import base_weights
+from supsup_cli.core.errors import InvalidArgument
+from supsup_cli.engine.models import build, real_outputs
+from supsup_cli.engine.training import TrainConfig, task_tensors
+from supsup_cli.core.weights import base_weights
 
 SPEED_KS = (10, 100, 1000, 2500)
 TASKS_PER_STEP = 5  # tasks trained together when the suite times batched training

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from supsup_cli import choices, prng
+from supsup_cli.core import choices, prng
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import InvalidArgument
+from supsup_cli.core.errors import InvalidArgument
 
 SUITES = choices.SUITES
 DEFAULT_TASKS = {"permuted-mnist": 10, "rotated-mnist": 36, "split-mnist": 5, "split-cifar100": 20}

@@ -1,5 +1,6 @@
-"""The command line: parse arguments, make one call to the API (supsup_cli.model), render, and map
-errors to exit codes. The top layer, with the benchmark: nothing below imports it."""
+"""The command line: parse arguments, make one call to the API (supsup_cli.api.model), render, and map
+errors to exit codes. The top layer, with the benchmark: it may import every layer, and nothing
+below imports it (tests/test_layers.py)."""
 
 import os
 import sys

@@ -15,7 +15,7 @@ import typer
 from supsup_cli import __version__
 from supsup_cli.cli import (archive_commands, benchmark_commands, exit_codes, infer_commands, interrupts,
                             learn_commands, output)
-from supsup_cli.errors import ArchiveNotFound, DiskFull, SupsupError
+from supsup_cli.core.errors import ArchiveNotFound, DiskFull, SupsupError
 
 # Typer 0.2x vendors click as typer._click; older releases depend on click itself.
 click = getattr(typer, "_click", None) or __import__("click")

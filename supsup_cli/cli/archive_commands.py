@@ -8,12 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from supsup_cli import archive, choices, registry
-from supsup_cli.choices import listed
+from supsup_cli import archive
+from supsup_cli.core import choices, registry
+from supsup_cli.core.choices import listed
 from supsup_cli.cli import exit_codes, output
 from supsup_cli.cli.options import ArchivePath, UserModule, json_flag
 from supsup_cli.cli.user_code import load_module
-from supsup_cli.errors import ArchiveCorrupt, BadInput, InputNotFound, InvalidArgument
+from supsup_cli.core.errors import ArchiveCorrupt, BadInput, InputNotFound, InvalidArgument
 from supsup_cli.archive.records import TaskRecord
 
 _InitJson = json_flag("the created archive's path, arch, seed and weights digest")
@@ -54,7 +55,7 @@ def init(
     Example: supsup init model.supsup --arch-spec my-resnet.json
     Example: supsup init model.supsup --module nets.py:small_cnn --input-shape 1,28,28
     """
-    from supsup_cli.model import Model
+    from supsup_cli.api.model import Model
 
     model = Model.create(path, arch, seed=seed, output_size=output_size, force=force,
                          input_shape=None if input_shape is None else _shape(input_shape),
@@ -127,7 +128,7 @@ def inspect(
 
 
 def _verify(path: Path, json_: bool) -> int:
-    from supsup_cli.model import verify_archive
+    from supsup_cli.api.model import verify_archive
 
     report = verify_archive(path).to_dict()
     if json_:
@@ -198,7 +199,7 @@ def size(path: ArchivePath, json_: _SizeJson = False) -> None:
 
     Example: supsup size model.supsup --json | jq .mask_to_entropy_bound
     """
-    from supsup_cli.model import Model
+    from supsup_cli.api.model import Model
 
     report = Model(path).size().to_dict()
     if json_:
@@ -248,7 +249,7 @@ def hopfield_store(
 
     Example: supsup hopfield-store model.supsup --drop-masks
     """
-    from supsup_cli.model import Model
+    from supsup_cli.api.model import Model
 
     result = Model(path).hopfield_store(drop_masks).to_dict()
     if json_:
@@ -271,7 +272,7 @@ def merge(
 
     Example: supsup merge all.supsup part-*.supsup
     """
-    from supsup_cli.model import merge as merge_archives
+    from supsup_cli.api.model import merge as merge_archives
 
     result = merge_archives(out, inputs, on_duplicate, force).to_dict()
     if json_:
@@ -306,7 +307,7 @@ def export(
     Example: supsup export model.supsup --all-tasks --format onnx --out all.onnx
     Example: supsup export model.supsup --infer one-shot --format onnx --out finds-its-task.onnx
     """
-    from supsup_cli.model import Model
+    from supsup_cli.api.model import Model
 
     result = Model(path, module=load_module(module)).export(task, format_, out, all_tasks=all_tasks, infer=infer)
     if json_:

@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from supsup_cli import choices, registry
-from supsup_cli.choices import listed
+from supsup_cli.core import choices, registry
+from supsup_cli.core.choices import listed
 from supsup_cli.cli import interrupts, output, report
 from supsup_cli.cli.options import DataDir, Device, UserModule, json_flag, refuse_given
 from supsup_cli.cli.user_code import load_module
-from supsup_cli.errors import QualityGateFailed
+from supsup_cli.core.errors import QualityGateFailed
 
 QUICK = {"tasks": 5, "steps": 1000, "eval_images": 1000}
 

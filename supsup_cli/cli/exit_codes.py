@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supsup_cli import errors
+from supsup_cli.core import errors
 
 OK = 0
 INTERNAL = 1

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from supsup_cli import choices
-from supsup_cli.choices import listed
+from supsup_cli.core import choices
+from supsup_cli.core.choices import listed
 from supsup_cli.cli import exit_codes, output
 from supsup_cli.cli.options import ArchivePath, Device, UserModule, json_flag
 from supsup_cli.cli.user_code import load_module
@@ -44,7 +44,7 @@ def infer(
 
     Example: supsup infer model.supsup imgs/ --json
     """
-    from supsup_cli.model import Model
+    from supsup_cli.api.model import Model
 
     prediction = Model(path, module=load_module(module), device=device).infer_files(
         inputs, resize=resize, task=task, method=method, objective=objective, same_task=same_task,

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from supsup_cli import choices
-from supsup_cli.choices import listed
+from supsup_cli.core import choices
+from supsup_cli.core.choices import listed
 from supsup_cli.cli import interrupts, output
 from supsup_cli.cli.options import (ArchivePath, Classes, DataDir, Dataset, Device, json_flag, Permute, Resample, Rotate,
                                     refuse_given, task_data, task_datas, UserModule)
@@ -92,7 +92,7 @@ def learn(
     Example: supsup learn-task model.supsup --permute 1-250 --tasks-per-step 10 --device cuda
     Example: supsup learn-task model.supsup --data mnist --permute 8 --auto --max-masks 100
     """
-    from supsup_cli.model import Model
+    from supsup_cli.api.model import Model
 
     if not auto:
         refuse_given(ctx, ("decide_every", "epsilon", "max_masks"), "without --auto")

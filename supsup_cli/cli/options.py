@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from supsup_cli.choices import listed
+from supsup_cli.core.choices import listed
 from supsup_cli.data.datasets import DATASETS
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import InvalidArgument
+from supsup_cli.core.errors import InvalidArgument
 
 def json_flag(prints: str) -> Any:
     """The --json option of a command, saying what it prints."""

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from supsup_cli import files
+from supsup_cli.core import files
 from supsup_cli.cli import output
 from supsup_cli.benchmark.paper import SPLIT_CIFAR100_GG
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from supsup_cli.errors import InputNotFound, InvalidArgument
+from supsup_cli.core.errors import InputNotFound, InvalidArgument
 
 
 def load_module(text: str | None) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 
 from supsup_cli.data import folders
 from supsup_cli.data.tasks import TaskExamples
-from supsup_cli.errors import BadInput
+from supsup_cli.core.errors import BadInput
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supsup_cli.errors import DataUnavailable
+from supsup_cli.core.errors import DataUnavailable
 
 RECORD = 3074
 MEMBERS = {"train": "cifar-100-binary/train.bin", "test": "cifar-100-binary/test.bin"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from supsup_cli.data import cifar, folders, idx
-from supsup_cli.errors import DataUnavailable, InvalidArgument
+from supsup_cli.core.errors import DataUnavailable, InvalidArgument
 
 SPLITS = ("train", "test")
 _FILES = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from supsup_cli.errors import DataUnavailable, InputNotFound
+from supsup_cli.core.errors import DataUnavailable, InputNotFound
 
 PREFIX = "folder:"
 SUFFIXES = {".png", ".jpg", ".jpeg"}

@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 
-from supsup_cli.errors import DataUnavailable
+from supsup_cli.core.errors import DataUnavailable
 
 _UBYTE = 0x08
 MAX_BYTES = 512 * 1024 * 1024

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from supsup_cli.data.tasks import TaskExamples
-from supsup_cli.errors import BadInput, InputNotFound, SupsupError
+from supsup_cli.core.errors import BadInput, InputNotFound, SupsupError
 
 
 def export_examples(examples: TaskExamples, count: int, out: Path) -> list[tuple[str, int]]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from supsup_cli.data import datasets, transforms
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import DataUnavailable
+from supsup_cli.core.errors import DataUnavailable
 
 
 @dataclass(frozen=True)

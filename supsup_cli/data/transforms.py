@@ -1,6 +1,6 @@
 """Task transforms: pure functions of their parameters, recorded in the archive as plain data.
 
-- permute SEED: output pixel i is input pixel perm[i], perm = supsup_cli.prng.permutation(SEED, H*W)
+- permute SEED: output pixel i is input pixel perm[i], perm = supsup_cli.core.prng.permutation(SEED, H*W)
 - rotate DEGREES: counterclockwise about the image centre, zero outside; bilinear and rounded to uint8
   (formats/supsup-v2.md, 3.5.1, says how closely this agrees with Pillow), or with resample "nearest"
   each output pixel copies its nearest source pixel (the paper's RotatedMNIST), exactly as specified
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from supsup_cli import prng
-from supsup_cli.errors import ArchiveCorrupt, InvalidArgument
+from supsup_cli.core import prng
+from supsup_cli.core.errors import ArchiveCorrupt, InvalidArgument
 
 
 @dataclass(frozen=True)

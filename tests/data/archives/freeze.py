@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 import supsup_cli
-from supsup_cli import api, archive, registry
+from supsup_cli import api, archive
+from supsup_cli.core import registry
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.hopfield_store import hopfield_store
+from supsup_cli.api.hopfield_store import hopfield_store
 
 HERE = Path(__file__).parent
 

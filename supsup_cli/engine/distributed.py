@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from supsup_cli import device as device_
+from supsup_cli.engine import device as device_
 
 
 def world_size() -> int:

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from supsup_cli import distributed
-from supsup_cli.masks import binarize, threshold_masked_weight
-from supsup_cli.models import MaskedNet
-from supsup_cli.registry import ArchSpec
-from supsup_cli.training import Progress, TaskTensors, TrainConfig, TrainedMask, batches, initial_scores
+from supsup_cli.engine import distributed
+from supsup_cli.engine.masks import binarize, threshold_masked_weight
+from supsup_cli.engine.models import MaskedNet
+from supsup_cli.core.registry import ArchSpec
+from supsup_cli.engine.training import Progress, TaskTensors, TrainConfig, TrainedMask, batches, initial_scores
 
 
 def stacking_refusal(spec: ArchSpec, config: TrainConfig, init: str = "kaiming") -> str | None:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from supsup_cli.registry import ArchSpec, norm_channels, resnet_plan, weight_layers
+from supsup_cli.core.registry import ArchSpec, norm_channels, resnet_plan, weight_layers
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The frozen random base network, regenerated from the seed, bit-identical everywhere.
 
 Method (formats/supsup-v4.md, "Base weights"): the sign of weight t of layer l is bit t of
-stream l of supsup_cli.prng. Only 64-bit integer arithmetic is involved, so neither torch's nor
+stream l of supsup_cli.core.prng. Only 64-bit integer arithmetic is involved, so neither torch's nor
 numpy's random generators, versions or thread counts can change the result.
 """
 
@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from supsup_cli.prng import random_bits
-from supsup_cli.registry import ArchSpec, WeightLayer, weight_layers
+from supsup_cli.core.prng import random_bits
+from supsup_cli.core.registry import ArchSpec, WeightLayer, weight_layers
 
 
 def kaiming_constant(layer: WeightLayer) -> np.float32:

@@ -11,10 +11,10 @@ import torch
 
 from supsup_cli.archive.records import TaskRecord
 from supsup_cli.data.arrays import network_pixels
-from supsup_cli.masks import unpack
-from supsup_cli.models import MaskedNet, normalize, real_outputs
-from supsup_cli.registry import mask_sites
-from supsup_cli.user_module import ModuleNet
+from supsup_cli.engine.masks import unpack
+from supsup_cli.engine.models import MaskedNet, normalize, real_outputs
+from supsup_cli.core.registry import mask_sites
+from supsup_cli.engine.user_module import ModuleNet
 
 
 class TaskNetwork(torch.nn.Module):

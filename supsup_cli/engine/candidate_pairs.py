@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from supsup_cli.superposition import Superposition
+    from supsup_cli.engine.superposition import Superposition
 
 PIECE_BYTES = 16 * 2**20  # gathered inputs, or masked weights, taken at a time
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from supsup_cli import distributed
-from supsup_cli.models import MaskedNet
-from supsup_cli.registry import ArchSpec
+from supsup_cli.engine import distributed
+from supsup_cli.engine.models import MaskedNet
+from supsup_cli.core.registry import ArchSpec
 
 if TYPE_CHECKING:  # training imports this module
-    from supsup_cli.training import TrainConfig
+    from supsup_cli.engine.training import TrainConfig
 
 _RMSPROP_ALPHA, _RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop's defaults, which the paper's code keeps
 

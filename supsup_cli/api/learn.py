@@ -10,19 +10,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, choices, distributed, masks as masks_, prng
+from supsup_cli import archive
+from supsup_cli.core import choices, prng
+from supsup_cli.engine import distributed, masks as masks_
 from supsup_cli.archive import maskcodec
 from supsup_cli.data.arrays import ArrayData
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import DuplicateTask, InvalidArgument
-from supsup_cli.base import base_network
-from supsup_cli.models import MaskedNet, real_outputs
+from supsup_cli.core.errors import DuplicateTask, InvalidArgument
+from supsup_cli.api.base import base_network
+from supsup_cli.engine.models import MaskedNet, real_outputs
 from supsup_cli.archive.records import TaskRecord, check_name, mask_sha256
-from supsup_cli.registry import ArchSpec
-from supsup_cli.hopfield_store import reservoir_of, stored_reservoir
-from supsup_cli.batched_training import stacking_refusal, train_masks_together
-from supsup_cli.training import Progress, TrainConfig, TrainedMask, accuracy, task_tensors, train_masks
+from supsup_cli.core.registry import ArchSpec
+from supsup_cli.api.hopfield_store import reservoir_of, stored_reservoir
+from supsup_cli.engine.batched_training import stacking_refusal, train_masks_together
+from supsup_cli.engine.training import Progress, TrainConfig, TrainedMask, accuracy, task_tensors, train_masks
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,19 @@ from typing import Any
 
 import torch
 
-from supsup_cli import archive, distributed, masks as masks_, prng
-from supsup_cli.base import base_network
-from supsup_cli.allocation import EPSILON, MIN_CANDIDATES, Candidates, padding_masks
+from supsup_cli import archive
+from supsup_cli.engine import distributed, masks as masks_
+from supsup_cli.core import prng
+from supsup_cli.api.base import base_network
+from supsup_cli.engine.allocation import EPSILON, MIN_CANDIDATES, Candidates, padding_masks
 from supsup_cli.archive.records import TaskRecord, unique_name
 from supsup_cli.data.tasks import TaskExamples
-from supsup_cli.errors import ConcurrentChange, DuplicateTask, InvalidArgument
-from supsup_cli.learn import LearnRequest, check_request, load_examples, mask_digest, running_mean
-from supsup_cli.flat_training import FlatMaskTrainer
-from supsup_cli.masks import unpack
-from supsup_cli.models import MaskedNet, real_outputs
-from supsup_cli.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, fit, initial_scores,
+from supsup_cli.core.errors import ConcurrentChange, DuplicateTask, InvalidArgument
+from supsup_cli.api.learn import LearnRequest, check_request, load_examples, mask_digest, running_mean
+from supsup_cli.engine.flat_training import FlatMaskTrainer
+from supsup_cli.engine.masks import unpack
+from supsup_cli.engine.models import MaskedNet, real_outputs
+from supsup_cli.engine.training import (MaskTrainer, Progress, TrainConfig, accuracy, batches, fit, initial_scores,
                                  mask_trainer, scores_of_mask, task_tensors)
 
 

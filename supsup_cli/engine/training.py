@@ -11,14 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from supsup_cli import distributed, flat_training
-from supsup_cli.augment import crop_and_flip
+from supsup_cli.engine import distributed, flat_training
+from supsup_cli.engine.augment import crop_and_flip
 from supsup_cli.data.tasks import TaskExamples
-from supsup_cli.errors import InvalidArgument
-from supsup_cli.masks import binarize, er_densities, layer_densities, straight_through, threshold_masked_weight
-from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
-from supsup_cli.registry import ArchSpec, mask_sites, weight_layers
-from supsup_cli.weights import kaiming_constant
+from supsup_cli.core.errors import InvalidArgument
+from supsup_cli.engine.masks import binarize, er_densities, layer_densities, straight_through, threshold_masked_weight
+from supsup_cli.engine.models import MaskedNet, batches_of, normalize, real_outputs
+from supsup_cli.core.registry import ArchSpec, mask_sites, weight_layers
+from supsup_cli.core.weights import kaiming_constant
 
 Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accuracy)
 

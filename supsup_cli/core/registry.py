@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from supsup_cli.errors import ArchiveCorrupt, InvalidArgument
+from supsup_cli.core.errors import ArchiveCorrupt, InvalidArgument
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
-from supsup_cli import archive, hopfield
+from supsup_cli import archive
+from supsup_cli.engine import hopfield
 from supsup_cli.archive import maskcodec
-from supsup_cli.errors import InvalidArgument
-from supsup_cli.masks import unpack
+from supsup_cli.core.errors import InvalidArgument
+from supsup_cli.engine.masks import unpack
 
 
 def reservoir_of(current: archive.Archive) -> hopfield.Reservoir:

@@ -9,16 +9,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from supsup_cli import archive, device as device_, hopfield, inference, superposition
-from supsup_cli.base import base_network
+from supsup_cli import archive
+from supsup_cli.engine import device as device_, hopfield, inference, superposition
+from supsup_cli.api.base import base_network
 from supsup_cli.archive import maskcodec
 from supsup_cli.data.images import read_inputs
-from supsup_cli.errors import BadInput, InvalidArgument, SupsupError
-from supsup_cli.learn import mask_digest
-from supsup_cli.masks import unpack
-from supsup_cli.models import MaskedNet, batches_of, normalize, real_outputs
+from supsup_cli.core.errors import BadInput, InvalidArgument, SupsupError
+from supsup_cli.api.learn import mask_digest
+from supsup_cli.engine.masks import unpack
+from supsup_cli.engine.models import MaskedNet, batches_of, normalize, real_outputs
 from supsup_cli.archive.records import TaskRecord
-from supsup_cli.hopfield_store import reservoir_of
+from supsup_cli.api.hopfield_store import reservoir_of
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from supsup_cli import choices
-from supsup_cli.errors import InvalidArgument
-from supsup_cli.masks import SignedUnpacking, packed_counts, unpack
-from supsup_cli.models import MaskedNet
-from supsup_cli.registry import mask_sites
+from supsup_cli.core import choices
+from supsup_cli.core.errors import InvalidArgument
+from supsup_cli.engine.masks import SignedUnpacking, packed_counts, unpack
+from supsup_cli.engine.models import MaskedNet
+from supsup_cli.core.registry import mask_sites
 
 DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
 

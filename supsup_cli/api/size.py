@@ -24,7 +24,7 @@ import numpy as np
 
 from supsup_cli.archive import Archive
 from supsup_cli.archive.maskcodec import NAMES
-from supsup_cli.registry import weight_layers
+from supsup_cli.core.registry import weight_layers
 
 
 MAX_INT16_POINTER = 65_535

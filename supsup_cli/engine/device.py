@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from supsup_cli.errors import InvalidArgument
+from supsup_cli.core.errors import InvalidArgument
 
 
 def resolve(name: str) -> torch.device:

@@ -1,5 +1,5 @@
 """The first Python API: five functions over paths, kept for the scripts that use them. Each is a
-thin wrapper over `supsup_cli.Model` (see supsup_cli.model), which is what new code should use.
+thin wrapper over `supsup_cli.Model` (see supsup_cli.api.model), which is what new code should use.
 
     import supsup_cli as supsup
     supsup.create("model.supsup", "lenet300-100")
@@ -13,11 +13,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supsup_cli.model import Model, Progress
+from supsup_cli.api.model import Model, Progress
 
 if TYPE_CHECKING:
-    from supsup_cli.infer import Inferred
-    from supsup_cli.learn import LearnedTask
+    from supsup_cli.api.infer import Inferred
+    from supsup_cli.api.learn import LearnedTask
 
 
 def create(path: str | Path, arch: str, seed: int = 0, output_size: int | None = None,

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import torch
 
-from supsup_cli import inference, module_inference, prng, superposition
-from supsup_cli.masks import binarize, pack, packed_counts, packed_dot
-from supsup_cli.models import MaskedNet
-from supsup_cli.registry import MODULE
-from supsup_cli.training import TrainConfig, initial_scores
+from supsup_cli.engine import inference, module_inference, superposition
+from supsup_cli.core import prng
+from supsup_cli.engine.masks import binarize, pack, packed_counts, packed_dot
+from supsup_cli.engine.models import MaskedNet
+from supsup_cli.core.registry import MODULE
+from supsup_cli.engine.training import TrainConfig, initial_scores
 
 EPSILON = 2.0**-3
 MIN_CANDIDATES = 5

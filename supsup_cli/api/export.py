@@ -23,11 +23,12 @@ import torch
 
 import numpy as np
 
-from supsup_cli import export_graphs, files, registry
+from supsup_cli.api import export_graphs
+from supsup_cli.core import files, registry
 from supsup_cli.archive.records import TaskRecord
-from supsup_cli.errors import InvalidArgument, MissingExtra
-from supsup_cli.models import MaskedNet
-from supsup_cli.network import TaskNetwork
+from supsup_cli.core.errors import InvalidArgument, MissingExtra
+from supsup_cli.engine.models import MaskedNet
+from supsup_cli.api.network import TaskNetwork
 
 FORMATS = ("onnx", "safetensors")
 EXTRA = "pip install 'supsup[export]'"

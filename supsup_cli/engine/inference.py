@@ -24,13 +24,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from supsup_cli import choices, module_inference
-from supsup_cli.errors import InvalidArgument
-from supsup_cli.candidate_pairs import CandidatePairs
-from supsup_cli.masks import packed_dot
-from supsup_cli.models import MaskedNet
-from supsup_cli.registry import MODULE
-from supsup_cli.superposition import DEFAULT_CHUNK_BYTES, Superposition, mixed_weights, objective, task_objective
+from supsup_cli.core import choices
+from supsup_cli.engine import module_inference
+from supsup_cli.core.errors import InvalidArgument
+from supsup_cli.engine.candidate_pairs import CandidatePairs
+from supsup_cli.engine.masks import packed_dot
+from supsup_cli.engine.models import MaskedNet
+from supsup_cli.core.registry import MODULE
+from supsup_cli.engine.superposition import DEFAULT_CHUNK_BYTES, Superposition, mixed_weights, objective, task_objective
 
 METHODS = choices.METHODS
 OBJECTIVES = choices.OBJECTIVES

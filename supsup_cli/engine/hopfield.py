@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from supsup_cli.masks import straight_through
-from supsup_cli.models import MaskedNet, batches_of
+from supsup_cli.engine.masks import straight_through
+from supsup_cli.engine.models import MaskedNet, batches_of
 
 GAMMA = 1.5e-3
 LR = 500.0

@@ -21,21 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from supsup_cli import archive, registry
+from supsup_cli import archive
+from supsup_cli.core import registry
 from supsup_cli.archive.records import TaskRecord
 from supsup_cli.data.arrays import data_of_arrays, examples_of_arrays, network_pixels
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.errors import BadInput, InvalidArgument
-from supsup_cli.results import AutoLearned, HopfieldStored, MergeResult, StorageReport, VerifyReport
-from supsup_cli.weights import weights_sha256
+from supsup_cli.core.errors import BadInput, InvalidArgument
+from supsup_cli.core.results import AutoLearned, HopfieldStored, MergeResult, StorageReport, VerifyReport
+from supsup_cli.core.weights import weights_sha256
 
 if TYPE_CHECKING:
     import torch
 
-    from supsup_cli.infer import Inferred, Prediction
-    from supsup_cli.learn import LearnedTask, LearnRequest
-    from supsup_cli.models import MaskedNet
-    from supsup_cli.network import TaskNetwork
+    from supsup_cli.api.infer import Inferred, Prediction
+    from supsup_cli.api.learn import LearnedTask, LearnRequest
+    from supsup_cli.engine.models import MaskedNet
+    from supsup_cli.api.network import TaskNetwork
 
 Progress = Callable[[int, float, float], None]  # (steps done, loss, batch accuracy)
 
@@ -93,7 +94,7 @@ class Model:
                                       "its own layers and outputs)")
             if input_shape is None:
                 raise InvalidArgument("`module` needs `input_shape`: (channels, height, width) of its inputs")
-            from supsup_cli import user_module
+            from supsup_cli.engine import user_module
 
             spec, net = user_module.prepare(module, input_shape, weights or "random", seed, mask,
                                             label if label is not None else user_module.describe(module))
@@ -163,7 +164,7 @@ class Model:
             InvalidArgument naming the parameter out of range or in conflict; BadInput for data that
             cannot be a task; DuplicateTask when the name is taken.
         """
-        from supsup_cli.learn import learn_tasks
+        from supsup_cli.api.learn import learn_tasks
 
         request = self._request(data, labels, test, name, init, data_dir, training)
         return next(iter(learn_tasks([request], progress)))
@@ -177,7 +178,7 @@ class Model:
         pairs or datasets. `tasks_per_step`: that many train together in one batched step, with the
         masks they would get one at a time. `name` names a single task. `started(position, request,
         steps)` announces each task. Takes `learn`'s training parameters."""
-        from supsup_cli.learn import learn_tasks
+        from supsup_cli.api.learn import learn_tasks
 
         datas = list(datas)
         if name is not None and len(datas) > 1:
@@ -194,7 +195,7 @@ class Model:
         over the archive's masks decides whether the data belongs to a known mask (trained further)
         or needs a new one (allocated when K max(nu) < 1 + `epsilon`; never past `max_masks`).
         Takes `learn`'s data and training parameters."""
-        from supsup_cli.autolearn import learn_auto
+        from supsup_cli.api.autolearn import learn_auto
 
         if decide_every < 1:
             raise InvalidArgument(f"`decide_every` must be at least 1, got {decide_every}")
@@ -210,7 +211,7 @@ class Model:
 
     def _request(self, data: Any, labels: Any, test: tuple[Any, Any] | None, name: str | None, init: str,
                  data_dir: str | Path | None, training: dict[str, Any]) -> "LearnRequest":
-        from supsup_cli.learn import LearnRequest
+        from supsup_cli.api.learn import LearnRequest
 
         config = _train_config(training)
         if isinstance(data, TaskData):
@@ -240,7 +241,7 @@ class Model:
         Raises:
             InvalidArgument for conflicting parameters; UnknownTask; NoTasks; BadInput.
         """
-        from supsup_cli.infer import InferRequest, infer_pixels
+        from supsup_cli.api.infer import InferRequest, infer_pixels
 
         _check_infer(method, objective, task, same_task, hopfield, hopfield_steps)
         pixels = network_pixels(inputs, self.spec.input_shape)
@@ -253,7 +254,7 @@ class Model:
         """Task `task`'s network as a plain `torch.nn.Module`: frozen, in eval mode, its mask applied and
         its batch-norm statistics loaded. It takes what `infer` takes and returns logits over the
         task's classes (`module.classes` are their labels), as `infer(..., task=task)` computes them."""
-        from supsup_cli.network import TaskNetwork
+        from supsup_cli.api.network import TaskNetwork
 
         with archive.Archive(self.path) as opened:
             index = opened.task_index(str(task))
@@ -275,7 +276,7 @@ class Model:
         that finds each image's task itself (outputs task, label, confidence).
         Raises MissingExtra without the `supsup[export]` extra, InvalidArgument for an unknown
         format, conflicting parameters, or a network ONNX cannot hold."""
-        from supsup_cli.export import export, export_tasks
+        from supsup_cli.api.export import export, export_tasks
 
         if sum((task is not None, all_tasks, infer is not None)) != 1:
             raise InvalidArgument("give one of `task`, `all_tasks` and `infer`")
@@ -297,7 +298,7 @@ class Model:
                     hopfield: bool = False, hopfield_steps: int | None = None) -> "Prediction":
         """`infer` on image files (PNG, JPEG, .npy arrays, or folders of them), as `supsup infer` reads
         them; `resize` to the network's input size. Unreadable files become `failures`, not errors."""
-        from supsup_cli.infer import InferRequest, infer
+        from supsup_cli.api.infer import InferRequest, infer
 
         _check_infer(method, objective, task, same_task, hopfield, hopfield_steps)
         return infer(InferRequest(self.path, [Path(p) for p in inputs], None if task is None else str(task), method,
@@ -306,7 +307,7 @@ class Model:
 
     def size(self) -> StorageReport:
         """What the archive costs on disk, beside the entropy bound, the paper's scheme and dense weights."""
-        from supsup_cli.size import storage_report
+        from supsup_cli.api.size import storage_report
 
         with archive.Archive(self.path) as opened:
             return StorageReport.from_dict(storage_report(opened))
@@ -319,12 +320,12 @@ class Model:
     def hopfield_store(self, drop_masks: bool = False) -> HopfieldStored:
         """Store every task's neuron mask in the Hopfield reservoir (`supsup hopfield-store`); with
         `drop_masks`, keep masks only there. Raises InvalidArgument for weight-masked networks."""
-        from supsup_cli.hopfield_store import hopfield_store
+        from supsup_cli.api.hopfield_store import hopfield_store
 
         return HopfieldStored.from_dict(hopfield_store(self.path, drop_masks))
 
     def _base_network(self, opened: archive.Archive) -> "MaskedNet":
-        from supsup_cli.base import base_network
+        from supsup_cli.api.base import base_network
 
         if opened.weights_sha256 not in self._nets:
             self._nets = {opened.weights_sha256: base_network(opened, self.module)}
@@ -368,7 +369,7 @@ def load_data(dataset: str = "mnist", split: str = "train", *, permute: int | No
 
 
 def _train_config(training: dict[str, Any]) -> Any:
-    from supsup_cli.training import TrainConfig
+    from supsup_cli.engine.training import TrainConfig
 
     unknown = sorted(set(training) - set(_TRAINING))
     if unknown:
@@ -436,7 +437,7 @@ def _check_infer(method: str, objective: str, task: int | str | None, same_task:
 
 
 def _torch_device(name: str) -> "torch.device":
-    from supsup_cli import device as device_
+    from supsup_cli.engine import device as device_
 
     return device_.resolve(name)
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from supsup_cli import registry
-from supsup_cli.errors import InvalidArgument, WeightsMismatch
-from supsup_cli.models import MaskedNet
-from supsup_cli.registry import ArchSpec, WeightLayer
-from supsup_cli.weights import layer_weight
+from supsup_cli.core import registry
+from supsup_cli.core.errors import InvalidArgument, WeightsMismatch
+from supsup_cli.engine.models import MaskedNet
+from supsup_cli.core.registry import ArchSpec, WeightLayer
+from supsup_cli.core.weights import layer_weight
 
 WEIGHTS = ("random", "given")
 MASKED_LAYERS = (nn.Linear, nn.Conv2d)  # whose `weight` is masked unless the user names the parameters

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from supsup_cli import registry
+from supsup_cli.core import registry
 from supsup_cli.archive import Archive
-from supsup_cli.errors import InvalidArgument, ModuleRequired, WeightsMismatch
-from supsup_cli.models import MaskedNet, build
-from supsup_cli.weights import weights_sha256
+from supsup_cli.core.errors import InvalidArgument, ModuleRequired, WeightsMismatch
+from supsup_cli.engine.models import MaskedNet, build
+from supsup_cli.core.weights import weights_sha256
 
 if TYPE_CHECKING:
     from torch import nn
@@ -25,7 +25,7 @@ def base_network(opened: Archive, module: "nn.Module | None" = None) -> MaskedNe
     if module is None:
         raise ModuleRequired(f"{opened.path} is over a module of one's own ({spec.label or 'unlabelled'}): "
                              "give that module (`module`)")
-    from supsup_cli import user_module
+    from supsup_cli.engine import user_module
 
     net = user_module.bind(spec, opened.seed, module)
     weights = user_module.base_weights(net, spec)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from supsup_cli.archive.records import TaskRecord
-from supsup_cli.masks import pack
-from supsup_cli.registry import ArchSpec, weight_layers
+from supsup_cli.engine.masks import pack
+from supsup_cli.core.registry import ArchSpec, weight_layers
 
 _BITS = ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1).to(torch.float32)  # [256, 8], little-endian
 

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from supsup_cli.masks import packed_dot
-from supsup_cli.models import MaskedNet
-from supsup_cli.superposition import DEFAULT_CHUNK_BYTES, Superposition, load_mixed_stats, mixed_weights, objective, \
+from supsup_cli.engine.masks import packed_dot
+from supsup_cli.engine.models import MaskedNet
+from supsup_cli.engine.superposition import DEFAULT_CHUNK_BYTES, Superposition, load_mixed_stats, mixed_weights, objective, \
     task_objective
 
 PACKED_DOT_MAX_INPUTS = 2  # up to here, reading the packed bits beats unpacking them
