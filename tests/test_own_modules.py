@@ -222,3 +222,17 @@ def test_the_shell_names_the_module_every_time(cli, tmp_path, monkeypatch):
     assert cli("init", "r.supsup", "--arch", "lenet300-100").code == 0
     assert cli("infer", "r.supsup", "imgs", "--module", "nets.py:mlp").code == 2  # no effect: refused
     assert cli("init", "x.supsup", "--arch", "lenet300-100", "--weights", "given").code == 2
+
+
+def test_the_benchmark_runs_over_a_module(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(NETS_PY)
+    common = ["--suite", "rotated-mnist", "--module", "nets.py:mlp", "--tasks", "2", "--steps", "20",
+              "--eval-images", "20", "--method", "one-shot", "--objective", "entropy"]
+    result = cli("benchmark", *common, "--no-baselines", "--json")
+    assert result.code == 0, result.err
+    report = result.json()
+    assert report["arch"] == "module:Sequential" and report["speed"]["dense_step_ms"] is None
+    assert set(report["summary"]["avg_accuracy"]) == {"gg", "one-shot/entropy"}
+    assert cli("benchmark", *common).code == 2  # the baselines train the registry's networks
+    assert cli("benchmark", *common, "--no-baselines", "--arch", "fc1024-1024").code == 2

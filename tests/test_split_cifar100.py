@@ -11,7 +11,8 @@ from supsup_cli import archive
 from supsup_cli.core import registry
 from supsup_cli.benchmark import baselines
 from supsup_cli.cli import output
-from supsup_cli.benchmark.experiment import BenchmarkConfig, _with_suite_recipe, suite_tasks
+from supsup_cli.benchmark.config import BenchmarkConfig, with_suite_recipe
+from supsup_cli.benchmark.suites import suite_tasks
 from supsup_cli.data import datasets
 from supsup_cli.data.tasks import load_task
 from supsup_cli.engine.masks import er_densities, layer_densities
@@ -84,13 +85,13 @@ def test_the_split_cifar100_partition_is_drawn_by_the_seed():
 
 
 def test_the_suite_recipe_is_the_papers_unless_the_run_asks_otherwise():
-    paper = _with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow"))
+    paper = with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow"))
     assert (paper.epochs, paper.budget, paper.er_scale, paper.density) == (250, "er", 8.0, None)
-    mine = _with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow", steps=50, er_scale=2))
+    mine = with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow", steps=50, er_scale=2))
     assert (mine.epochs, mine.budget, mine.er_scale) == (None, "er", 2)
-    dense = _with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow", density=0.1))
+    dense = with_suite_recipe(BenchmarkConfig(suite="split-cifar100", arch="resnet18-narrow", density=0.1))
     assert (dense.budget, dense.er_scale) == ("uniform", None)
-    assert _with_suite_recipe(BenchmarkConfig()).budget == "uniform"
+    assert with_suite_recipe(BenchmarkConfig()).budget == "uniform"
 
 
 @pytest.fixture

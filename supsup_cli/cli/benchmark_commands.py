@@ -95,7 +95,7 @@ def benchmark(
     Example: supsup benchmark --suite split-mnist --arch fc2048-2048-hop --hopfield
     Example: supsup benchmark --suite rotated-mnist --module nets.py:small_cnn --tasks 8 --no-baselines
     """
-    from supsup_cli.benchmark import experiment as engine, speed_suite
+    from supsup_cli.benchmark import config as settings, experiment, speed_suite
 
     _refuse_idle_flags(ctx, suite, arch, density, density_budget, hopfield)
     if module is not None:
@@ -112,7 +112,7 @@ def benchmark(
                                               else speed_suite.TASKS_PER_STEP)
         else:
             defaults = QUICK if quick else {"tasks": None, "steps": None, "eval_images": None}
-            config = engine.BenchmarkConfig(
+            config = settings.BenchmarkConfig(
                 suite=suite, arch=arch, tasks=tasks if tasks is not None else defaults["tasks"],
                 steps=steps if steps is not None else defaults["steps"],
                 eval_images=eval_images if eval_images is not None else defaults["eval_images"],
@@ -120,9 +120,11 @@ def benchmark(
                 same_task=same_task, archive=archive, device=device, seed=seed, baselines=baselines,
                 output_size=output_size, scenario=scenario, hopfield=hopfield,
                 hopfield_steps=hopfield_steps, density=density, budget=density_budget, er_scale=er_scale, epochs=epochs,
-                protocols=engine.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks,
+                protocols=settings.PROTOCOLS if protocol == "both" else (protocol,), out=out, max_masks=max_masks,
                 tasks_per_step=tasks_per_step, data_dir=data_dir, module=load_module(module))
-            results = engine.run_benchmark(config, listener)
+            outcome = experiment.run_benchmark(config, listener)
+            gated = outcome.gated
+            results = outcome.to_dict()
     if out is not None:
         for path in report.write_files(results, out):
             output.note(f"supsup: wrote {path}")
@@ -131,9 +133,9 @@ def benchmark(
     else:
         report.show(results)
     if fail_under is not None and suite != "speed":
-        gated, achieved = engine.gated_accuracy(results)
+        method, achieved = gated
         if achieved < fail_under:
-            raise QualityGateFailed(f"{gated} accuracy {achieved:.4f} is below --fail-under {fail_under}")
+            raise QualityGateFailed(f"{method} accuracy {achieved:.4f} is below --fail-under {fail_under}")
 
 
 def _refuse_idle_flags(ctx: typer.Context, suite: str, arch: str, density: float | None, density_budget: str | None,
