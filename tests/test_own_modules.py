@@ -236,3 +236,36 @@ def test_the_benchmark_runs_over_a_module(cli, tmp_path, monkeypatch):
     assert set(report["summary"]["avg_accuracy"]) == {"gg", "one-shot/entropy"}
     assert cli("benchmark", *common).code == 2  # the baselines train the registry's networks
     assert cli("benchmark", *common, "--no-baselines", "--arch", "fc1024-1024").code == 2
+
+
+def test_a_module_over_given_weights_with_batch_norm(tmp_path):
+    """The CNN over its own (given) weights: the archive binds only that very module; its task's
+    network answers as `infer` with the task given."""
+    torch.manual_seed(5)
+    given = own_nets.SmallCNN()
+    model = supsup.Model.create(tmp_path / "given-cnn.supsup", module=given, input_shape=MNIST, weights="given")
+    model.learn(TaskData("mnist", rotate=45), steps=30, lr=1e-3)
+    images = _images(TaskData("mnist", rotate=45), 200)
+    found = supsup.open(model.path, module=given).infer(images, task=0).classes
+    assert (model.network(0)(images).argmax(1).numpy() == found).all()
+    torch.manual_seed(6)
+    with pytest.raises(WeightsMismatch):
+        supsup.open(model.path, module=own_nets.SmallCNN())
+
+
+def test_a_module_task_exports_as_the_users_own_layers(tmp_path, cnn):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    model, datas = cnn
+    images = _images(datas[1], 100)
+    expected = model.infer(images, task=1).classes
+    model.export(1, "onnx", tmp_path / "t.onnx")
+    _, labels = onnxruntime.InferenceSession(str(tmp_path / "t.onnx")).run(None, {"images": images[:, None]})
+    assert np.array_equal(labels, expected)
+    model.export(1, "safetensors", tmp_path / "t.safetensors")
+    state = safetensors_torch.load_file(str(tmp_path / "t.safetensors"))
+    outputs = state.pop("outputs")
+    plain = own_nets.SmallCNN()
+    plain.load_state_dict(state)  # the user's own module, loaded with the task's weights and statistics
+    x = normalize(torch.from_numpy(images), (0.1307,), (0.3081,))
+    assert np.array_equal(plain.eval()(x)[:, outputs].argmax(1).numpy(), expected)
