@@ -13,7 +13,7 @@ from supsup_cli.core import prng
 from supsup_cli.data import datasets, idx, transforms
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.core.errors import ArchiveCorrupt, DataUnavailable, InvalidArgument
+from supsup_cli.core.errors import DataUnavailable, InvalidArgument
 
 
 def test_packaged_mnist_loads_offline_and_verified():
@@ -68,8 +68,6 @@ def test_resampling_is_recorded_only_when_nearest_and_read_back():
     assert nearest.default_name() == "mnist-rotate-10-nearest"
     with pytest.raises(InvalidArgument, match="give `rotate`"):
         TaskData("mnist", permute=1, resample="nearest")
-    with pytest.raises(ArchiveCorrupt, match="does not know"):
-        TaskData.from_plain({"dataset": "mnist", "rotate": 10.0, "interpolation": "cubic"})
 
 
 def test_class_subset_keeps_only_those_labels():
