@@ -58,6 +58,13 @@ class StoredTask:
         return StoredTask(record.to_json(), encoded, floats)
 
 
+# Records already checked, by their bytes: a writer opens the archive, then checks the image it
+# publishes, commit after commit, and at thousands of tasks rechecking every record was half of a
+# commit's time. Records are immutable; a record that failed is never kept.
+_CHECKED: dict[tuple[bytes, ArchSpec, int], TaskRecord] = {}
+_CHECKED_MAX = 50_000
+
+
 class Archive:
     """A read-only view of one archive, valid until `close`. Masks are read lazily, per task."""
 
@@ -148,9 +155,15 @@ class Archive:
     def checked_record(self, raw: bytes) -> TaskRecord:
         """A task's record, checked by every rule of the spec that one record can break (3.5, 3.5.1,
         section 0): the rules every command applies, and `inspect --verify` task by task."""
+        key = (raw, self.spec, self.format_version)
+        if key in _CHECKED:  # the same bytes under the same spec and version pass the same checks
+            return _CHECKED[key]
         record = TaskRecord.from_json(raw, len(self.sites))
         _check_fits(record, self.spec, self.path)
         versions.check_record(self.format_version, record)
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        _CHECKED[key] = record
         return record
 
     def close(self) -> None:
