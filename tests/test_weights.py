@@ -44,7 +44,7 @@ def test_seeds_and_layers_give_different_streams():
 def test_hash_is_identical_in_another_process_and_thread_count(threads):
     code = (
         "import torch; torch.set_num_threads(%d);"
-        "from supsup_cli import prng, registry, weights;"
+        "from supsup_cli.core import prng, registry, weights;"
         "print(weights.weights_sha256(weights.base_weights(registry.resolve('lenet300-100'), 0)))" % threads
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
