@@ -53,14 +53,28 @@ def test_the_mask_budget_is_respected_with_a_clear_message(cli, stream):
 
 
 @pytest.mark.slow
-def test_benchmark_nns_maps_each_task_to_one_mask(cli):
-    result = cli("benchmark", "--scenario", "nns", "--tasks", "3", "--steps", "300", "--eval-images", "400",
-                 "--output-size", "500", "--no-baselines", "--method", "one-shot", "--objective", "entropy", "--json")
+def test_benchmark_nns_maps_each_task_to_one_mask_and_goes_on_in_stages(cli, tmp_path):
+    """Learned as 2 tasks, then the same command with --tasks 3: the stream goes on after its
+    second segment (read back from the masks' records), the first checkpoints from --out."""
+    common = ["--scenario", "nns", "--steps", "300", "--eval-images", "400", "--output-size", "500", "--no-baselines",
+              "--method", "one-shot", "--objective", "entropy", "--archive", tmp_path / "nns.supsup",
+              "--out", tmp_path / "out", "--json"]
+    first = cli("benchmark", "--tasks", "2", *common)
+    assert first.code == 0, first.err
+    result = cli("benchmark", "--tasks", "3", *common)
     assert result.code == 0, result.err
-    summary = result.json()["summary"]
+    assert "stream 1/3" not in result.err and "stream 3/3" in result.err  # only the third segment was learned
+    report, before = result.json(), first.json()
+    summary = report["summary"]
     assert summary["masks_allocated"] == 3 and summary["one_mask_per_task"]
     assert sorted(summary["task_to_mask"]) == [0, 1, 2]
     assert summary["task_inference_accuracy"]["one-shot/entropy"] > 0.95
+    assert report["by_checkpoint"]["one-shot/entropy"][:2] == before["by_checkpoint"]["one-shot/entropy"]
+    assert summary["steps_by_mask"][:2] == before["summary"]["steps_by_mask"]
+    other = cli("benchmark", "--tasks", "4", *[a if a != "300" else "200" for a in common])
+    assert other.code == 2 and "steps" in other.err
+    no_out = cli("benchmark", "--tasks", "4", *common[:-3], "--json")
+    assert no_out.code == 2 and "--out" in no_out.err
 
 
 def test_auto_arguments_are_checked(cli, stream):

@@ -25,7 +25,7 @@ from supsup_cli.engine.models import real_outputs
 from supsup_cli.api.size import storage_report
 from supsup_cli.engine.training import TrainConfig
 from supsup_cli.benchmark.config import BenchmarkConfig, checkpoints, planned_steps
-from supsup_cli.benchmark.run import Run, create_archive, evaluate_row
+from supsup_cli.benchmark.run import Run, create_archive, evaluate_row, result_store_of
 
 
 def learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.device, listener: Listener) -> Run:
@@ -38,7 +38,7 @@ def learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devic
     evals = EvalSets(datas, config.eval_images, config.seed, spec, device, config.data_dir)
     real = sorted({o for r in records for o in real_outputs(spec, r.classes)})
     sup = superposition.superposition(net.to(device), packed, real, stats=stats)
-    store = _store(config, spec, path)
+    store = result_store_of(config, spec, path)
     rows = Rows(config.protocols, len(datas))
     timers: dict[str, Timed] = {}
     for c in checkpoints(len(datas)):
@@ -62,19 +62,6 @@ def learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devic
     steps = int(records[0].training.get("steps", config.steps))
     extra["storage"] = _storage(path)
     return Run(spec, net.cpu(), datas, evals, steps, rows, timers, train_seconds, extra)
-
-
-def _store(config: BenchmarkConfig, spec: registry.ArchSpec, path: Path) -> result_store.ResultStore | None:
-    """Where evaluated checkpoints are kept (--out), with the settings their rows depend on."""
-    if config.out is None:
-        return None
-    with archive.Archive(path) as opened:
-        weights_digest = opened.weights_sha256
-    settings = {"suite": config.suite, "scenario": config.scenario, "arch": spec.name,
-                "output_size": spec.output_size, "weights_sha256": weights_digest, "eval_images": config.eval_images,
-                "methods": sorted(config.gnu_methods), "same_task": config.same_task,
-                "protocols": sorted(config.protocols), "seed": config.seed}
-    return result_store.ResultStore(config.out, settings)
 
 
 def _storage(path: Path) -> dict[str, Any]:

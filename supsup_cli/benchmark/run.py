@@ -18,6 +18,7 @@ from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.engine.models import MaskedNet
 from supsup_cli.engine.training import task_tensors
+from supsup_cli.benchmark import result_store
 from supsup_cli.benchmark.config import BenchmarkConfig
 
 
@@ -97,3 +98,16 @@ def evaluate_row(sup: superposition.Superposition, evals: EvalSets, count: int, 
 
 def train_tensors(data: TaskData, spec, device, data_dir: Path | None):
     return task_tensors(load_task(data, "train", data_dir), spec, device)
+
+
+def result_store_of(config: BenchmarkConfig, spec: registry.ArchSpec, path: Path) -> result_store.ResultStore | None:
+    """Where evaluated checkpoints are kept (--out), with the settings their rows depend on."""
+    if config.out is None:
+        return None
+    with archive.Archive(path) as opened:
+        weights_digest = opened.weights_sha256
+    settings = {"suite": config.suite, "scenario": config.scenario, "arch": spec.name,
+                "output_size": spec.output_size, "weights_sha256": weights_digest, "eval_images": config.eval_images,
+                "methods": sorted(config.gnu_methods), "same_task": config.same_task,
+                "protocols": sorted(config.protocols), "seed": config.seed}
+    return result_store.ResultStore(config.out, settings)
