@@ -19,6 +19,7 @@ from supsup_cli.benchmark import baselines
 from supsup_cli.data.tasks import load_task
 from supsup_cli.data.transforms import TaskData
 from supsup_cli.benchmark.evaluation import EvalSet, Timed, paper_gg_accuracy, paper_gnu_accuracy, sample_rows
+from supsup_cli.api import learn
 from supsup_cli.api.learn import LearnRequest, learn_tasks
 from supsup_cli.engine.models import build
 from supsup_cli.engine.training import TrainConfig, task_tensors
@@ -39,20 +40,37 @@ def test_one_call_learns_a_range_of_tasks_and_commits_each(cli, lenet_archive):
     assert cli("learn-task", lenet_archive, "--rotate", "0-20/0").code == 2
 
 
-def test_a_call_for_many_tasks_gives_the_masks_of_one_call_per_task(tmp_path):
+def test_a_call_for_many_tasks_gives_the_masks_of_one_call_per_task(tmp_path, monkeypatch):
+    monkeypatch.setattr(learn, "COMMIT_RATIO", 10**9)  # grouped: every task in one commit at the end
     digests = []
-    for layout in ("together", "apart"):
+    for layout in ("together", "grouped", "apart"):
         path = tmp_path / f"{layout}.supsup"
         archive.create(path, registry.resolve("lenet300-100"), seed=0)
-        requests = [LearnRequest(path, TaskData("mnist", permute=p), TrainConfig(steps=15)) for p in (1, 2)]
-        if layout == "together":
-            list(learn_tasks(requests))
+        requests = [LearnRequest(path, TaskData("mnist", permute=p), TrainConfig(steps=15)) for p in (1, 2, 3)]
+        if layout == "apart":
+            reports = [report for request in requests for report in learn_tasks([request])]
         else:
-            for request in requests:
-                list(learn_tasks([request]))
+            reports = list(learn_tasks(requests, grouped_commits=layout == "grouped"))
         with archive.Archive(path) as opened:
-            digests.append([t.mask_sha256 for t in opened.tasks])
-    assert digests[0] == digests[1]
+            digests.append([(t.name, t.mask_sha256, t.training["task_seed"]) for t in opened.tasks])
+        assert [(r.index, r.name) for r in reports] == [(i, t[0]) for i, t in enumerate(digests[-1])], layout
+    assert digests[0] == digests[1] == digests[2]
+
+
+def test_grouped_commits_keep_the_tasks_learned_before_an_interruption(tmp_path, monkeypatch):
+    monkeypatch.setattr(learn, "COMMIT_RATIO", 10**9)
+    path = tmp_path / "cut.supsup"
+    archive.create(path, registry.resolve("lenet300-100"), seed=0)
+
+    def started(position, request, steps):
+        if position == 2:
+            raise KeyboardInterrupt
+
+    requests = [LearnRequest(path, TaskData("mnist", permute=p), TrainConfig(steps=15)) for p in (1, 2, 3)]
+    with pytest.raises(KeyboardInterrupt):
+        list(learn_tasks(requests, started=started, grouped_commits=True))
+    with archive.Archive(path) as opened:
+        assert [t.name for t in opened.tasks] == ["mnist-permute-1", "mnist-permute-2"]
 
 
 def test_each_task_gets_its_own_spread_draw_of_test_images():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from supsup_cli.archive import maskcodec
 from supsup_cli.data.arrays import ArrayData
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.core.errors import DuplicateTask, InvalidArgument
+from supsup_cli.core.errors import ConcurrentChange, DuplicateTask, InvalidArgument
 from supsup_cli.api.base import base_network
 from supsup_cli.engine.models import MaskedNet, real_outputs
 from supsup_cli.archive.records import TaskRecord, check_name, mask_sha256
@@ -108,15 +109,25 @@ def learn_task(request: LearnRequest, progress: Progress | None = None) -> Learn
     return results[0] if results else None
 
 
+# Grouped commits: a commit rewrites the whole archive (copy-on-write), so at thousands of tasks it
+# costs a good part of a task's training; committing once the training since the last commit is this
+# many times that commit's own duration keeps commits within 1/COMMIT_RATIO of the time.
+COMMIT_RATIO = 20
+
+
 def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = None,
                 started: Callable[[int, LearnRequest, int], None] | None = None,
-                together: int = 1) -> Iterator[LearnedTask]:
+                together: int = 1, grouped_commits: bool = False) -> Iterator[LearnedTask]:
     """Train and commit tasks one after another, each committed as soon as it is learned (a crash
     loses at most the tasks in training); yields each committed task's report. The network and the
     datasets are built once for the whole sequence. `started(position, request, steps)` announces each
     task and the steps it will train (--epochs: known once its examples are).
     With `together` > 1, that many tasks at a time train in one batched step (batched_training), with
-    the masks they would get one at a time."""
+    the masks they would get one at a time.
+    With `grouped_commits`, learned tasks are committed together once the training since the last
+    commit has taken COMMIT_RATIO times as long as that commit did (a kill -9 loses that much
+    training; an exception, Ctrl-C included, commits them first). The masks, seeds and indices are
+    those of one commit a task."""
     for request in requests:
         check_request(request)
     if len({(r.path, r.device) for r in requests}) > 1:
@@ -125,27 +136,62 @@ def learn_tasks(requests: Sequence[LearnRequest], progress: Progress | None = No
         raise InvalidArgument(f"`tasks_per_step` must be at least 1, got {together}")
     if not requests:
         return
+    # --init mean starts from the masks committed before: each task must be committed before the next
+    grouped = grouped_commits and all(request.init != "mean" for request in requests)
     with distributed.session(requests[0].device) as device:
         nets: dict[str, MaskedNet] = {}
-        for first in range(0, len(requests), together):
-            chunk = requests[first : first + together]
-            prepared = []
-            for request in chunk:
-                prepared.append(_prepare(request, device, nets, prepared))
-            for position, (request, task) in enumerate(zip(chunk, prepared), start=first):
-                if started is not None:
-                    started(position, request, task.config.steps)
-            shown = progress if distributed.is_leader() else None
-            if len(chunk) == 1:
-                (task,) = prepared
-                trained = [train_masks(nets[task.weights_digest], task_tensors(task.train, task.spec, device),
-                                       task.config, task.previous_mean, shown)]
-            else:
-                trained = _train_together(prepared, nets, device, shown)
-            if not distributed.all_succeeded() or not distributed.is_leader():
-                continue
-            for task, mask in zip(prepared, trained):
-                yield _commit_learned(task, mask, nets[task.weights_digest], device)
+        pending = _Pending(nets, device)
+        try:
+            for first in range(0, len(requests), together):
+                chunk = requests[first : first + together]
+                prepared: list[_Prepared] = []
+                for request in chunk:
+                    prepared.append(_prepare(request, device, nets, pending.tasks() + prepared))
+                for position, (request, task) in enumerate(zip(chunk, prepared), start=first):
+                    if started is not None:
+                        started(position, request, task.config.steps)
+                shown = progress if distributed.is_leader() else None
+                if len(chunk) == 1:
+                    (task,) = prepared
+                    trained = [train_masks(nets[task.weights_digest], task_tensors(task.train, task.spec, device),
+                                           task.config, task.previous_mean, shown)]
+                else:
+                    trained = _train_together(prepared, nets, device, shown)
+                if not distributed.all_succeeded() or not distributed.is_leader():
+                    continue
+                pending.add(prepared, trained)
+                if not grouped or pending.due():
+                    yield from pending.commit()
+            yield from pending.commit()
+        finally:
+            pending.commit()  # an exception, or a consumer that stopped early: what was learned is kept
+
+
+class _Pending:
+    """Learned tasks not committed yet, and when to commit them (learn_tasks' grouped commits)."""
+
+    def __init__(self, nets: dict[str, MaskedNet], device: torch.device) -> None:
+        self.nets, self.device = nets, device
+        self.learned: list[tuple[_Prepared, TrainedMask]] = []
+        self.last_commit_seconds = 0.0
+
+    def tasks(self) -> list[_Prepared]:
+        return [task for task, _ in self.learned]
+
+    def add(self, tasks: Sequence[_Prepared], trained: Sequence[TrainedMask]) -> None:
+        self.learned += zip(tasks, trained)
+
+    def due(self) -> bool:
+        return sum(mask.seconds for _, mask in self.learned) >= COMMIT_RATIO * self.last_commit_seconds
+
+    def commit(self) -> list[LearnedTask]:
+        learned, self.learned = self.learned, []
+        if not learned:
+            return []
+        started = time.perf_counter()
+        committed = _commit_learned(learned, self.nets, self.device)
+        self.last_commit_seconds = time.perf_counter() - started
+        return committed
 
 
 @dataclass(frozen=True)
@@ -192,29 +238,60 @@ def _train_together(prepared: Sequence[_Prepared], nets: dict[str, MaskedNet], d
     return train_masks_together(nets[prepared[0].weights_digest], tasks, [task.config for task in prepared], progress)
 
 
-def _commit_learned(task: _Prepared, trained: TrainedMask, net: MaskedNet, device: torch.device) -> LearnedTask:
+def _commit_learned(learned: Sequence[tuple[_Prepared, TrainedMask]], nets: dict[str, MaskedNet],
+                    device: torch.device) -> list[LearnedTask]:
+    """Evaluate and commit learned tasks, all in one commit (one a commit into a Hopfield reservoir)."""
+    records = [(task, mask, _record(task, mask, nets[task.weights_digest], device)) for task, mask in learned]
+    path, digest = learned[0][0].request.path, learned[0][0].weights_digest
+    if len(records) == 1 or not _has_reservoir(path):
+        first = _commit(path, [(record, [m.numpy() for m in mask.masks], mask.stats) for _, mask, record in records],
+                        digest)
+        indices = range(first, first + len(records))
+    else:
+        indices = [_commit(path, [(record, [m.numpy() for m in mask.masks], mask.stats)], digest)
+                   for _, mask, record in records]
+    return [LearnedTask(index, task.name, record.test_accuracy, mask.seconds, task.config.steps,
+                        record.overall_density([m.numel() for m in mask.masks]), task.request.data.to_plain(),
+                        str(device), distributed.world_size())
+            for index, (task, mask, record) in zip(indices, records)]
+
+
+def _record(task: _Prepared, trained: TrainedMask, net: MaskedNet, device: torch.device) -> TaskRecord:
+    """The task's record: its data, classes, test accuracy, densities and how it was trained."""
     spec, test, request = task.spec, task.test, task.request
     test_accuracy = None if test is None else \
         accuracy(net, trained.masks, task_tensors(test, spec, device), real_outputs(spec, test.classes))
-    density = tuple(float(m.float().mean()) for m in trained.masks)
-    masks = [m.numpy() for m in trained.masks]
-    record = TaskRecord(
+    return TaskRecord(
         name=task.name, data=request.data.to_plain(), classes=task.train.classes, mean=task.train.mean,
-        std=task.train.std, density=density, test_accuracy=test_accuracy, mask_sha256=mask_digest(masks),
+        std=task.train.std, density=tuple(float(m.float().mean()) for m in trained.masks),
+        test_accuracy=test_accuracy, mask_sha256=mask_digest([m.numpy() for m in trained.masks]),
         training={**asdict(replace(task.config, seed=request.config.seed).resolved(spec)), "task_seed": task.config.seed,
                   "init": request.init,
                   "device": str(device), "ranks": distributed.world_size(), "train_seconds": round(trained.seconds, 3),
                   "final_loss": round(trained.final_loss, 6)},
     )
-    index = _commit(request.path, record, masks, trained.stats, task.weights_digest)
-    return LearnedTask(index, task.name, test_accuracy, trained.seconds, task.config.steps,
-                       record.overall_density([m.numel() for m in trained.masks]), request.data.to_plain(),
-                       str(device), distributed.world_size())
 
 
-def _commit(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray, weights_digest: str) -> int:
-    """Append the task; with a Hopfield reservoir, store its mask there too (and only there once masks
-    have been dropped)."""
+def _has_reservoir(path: Path) -> bool:
+    with archive.Archive(path) as current:
+        return current.reservoir_info is not None
+
+
+def _commit(path: Path, tasks: list[tuple[TaskRecord, list[np.ndarray], np.ndarray]], weights_digest: str) -> int:
+    """Append the tasks in one commit; returns the first one's index. With a Hopfield reservoir (one
+    task at a time), store its mask there too (and only there once masks have been dropped)."""
+    if len(tasks) > 1:
+        def stored(current: archive.Archive) -> list[archive.StoredTask]:
+            if current.weights_sha256 != weights_digest:
+                raise ConcurrentChange(f"{path} now holds another base network; the tasks were not committed")
+            names = {task.name for task in current.tasks}
+            for record, _, _ in tasks:
+                if record.name in names:
+                    raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
+            return [archive.StoredTask.of(record, masks, stats, sites=len(masks)) for record, masks, stats in tasks]
+
+        return archive.append_tasks(path, stored)
+    ((record, masks, stats),) = tasks
 
     def store_in_reservoir(current: archive.Archive) -> archive.StoredReservoir:
         info = current.reservoir_info

@@ -109,7 +109,7 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     def progress(step: int, loss: float, accuracy: float) -> None:
         listener.advance(step * chunk[0])
 
-    for result in learn_tasks(requests, progress, started, together=together):
+    for result in learn_tasks(requests, progress, started, together=together, grouped_commits=True):
         seconds.append(result.train_seconds)
     return wanted, seconds
 

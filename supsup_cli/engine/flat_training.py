@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from supsup_cli.core import native
 from supsup_cli.engine import distributed
 from supsup_cli.engine.models import MaskedNet
 from supsup_cli.core.registry import ArchSpec
@@ -61,6 +62,8 @@ class FlatMaskTrainer:
         self.masked_layers = self._layers(self.masked, weights)
         self.grad_layers = self._layers(self.grad, weights)
         self.lr = lr
+        self.native = native.kernels() if device.type == "cpu" else None
+        self._mask_weights()
         self._nll_buffer: torch.Tensor | None = None
         self.steps = 0
         self._minus_inverse_batch = 0.0
@@ -78,8 +81,6 @@ class FlatMaskTrainer:
     def step(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of cross-entropy on a batch of normalized inputs; returns (loss, logits)."""
         x = x.reshape(x.shape[0], -1)
-        # W * (scores >= 0), as _ThresholdMaskedWeight computes it: the mask straight to float, times W.
-        torch.ge(self.scores, 0, out=self.masked).mul_(self.weight)
         inputs = [x]
         *hidden, last = self.masked_layers
         for weight in hidden:
@@ -99,13 +100,31 @@ class FlatMaskTrainer:
                 delta = torch.ops.aten.threshold_backward(torch.mm(delta, self.masked_layers[index]),
                                                           inputs[index], 0)
 
-        grad = self.grad.mul_(self.weight)  # straight through the threshold: d score = d(W * M) * W
-        # torch.optim.RMSprop's single-tensor step, operation for operation
+        self._rmsprop_step()
+        self.steps += 1
+        return loss.detach(), logits
+
+    def _rmsprop_step(self) -> None:
+        """torch.optim.RMSprop's single-tensor step, operation for operation, on the straight-through
+        gradient (d score = d(W * M) * W); then the masked weights of the new scores."""
+        if self.native is not None:  # the same operations in two passes (core.native)
+            threads, n = torch.get_num_threads(), self.scores.numel()
+            self.native.supsup_square_avg(n, self.weight.data_ptr(), self.grad.data_ptr(), self.square_avg.data_ptr(),
+                                          _RMSPROP_ALPHA, 1 - _RMSPROP_ALPHA, threads)
+            torch.sqrt(self.square_avg, out=self.denominator)
+            self.native.supsup_update(n, self.scores.data_ptr(), self.weight.data_ptr(), self.grad.data_ptr(),
+                                      self.denominator.data_ptr(), self.masked.data_ptr(), _RMSPROP_EPS, -self.lr,
+                                      threads)
+            return
+        grad = self.grad.mul_(self.weight)
         self.square_avg.mul_(_RMSPROP_ALPHA).addcmul_(grad, grad, value=1 - _RMSPROP_ALPHA)
         torch.sqrt(self.square_avg, out=self.denominator).add_(_RMSPROP_EPS)
         self.scores.addcdiv_(grad, self.denominator, value=-self.lr)
-        self.steps += 1
-        return loss.detach(), logits
+        self._mask_weights()
+
+    def _mask_weights(self) -> None:
+        # W * (scores >= 0), as _ThresholdMaskedWeight computes it: the mask straight to float, times W.
+        torch.ge(self.scores, 0, out=self.masked).mul_(self.weight)
 
     def masks(self) -> list[torch.Tensor]:
         """The current binary mask per layer (bool, on the CPU)."""

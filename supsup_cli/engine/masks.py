@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from supsup_cli.core import native
+
 _SHIFTS = torch.arange(8, dtype=torch.uint8)
 _BITS_OF_BYTE = ((torch.arange(256, dtype=torch.uint8).unsqueeze(-1) >> _SHIFTS) & 1).float()  # [256, 8]
 
@@ -146,6 +148,13 @@ def packed_dot(packed: torch.Tensor, values: torch.Tensor, chunk: int = 32) -> t
     padded = torch.nn.functional.pad(values, (0, width * 8 - n))
     table = padded.view(batch, width, 8) @ _BITS_OF_BYTE.to(values).T  # [B, width, 256]
     out = torch.empty(batch, packed.shape[0], device=values.device)
+    lib = native.kernels() if packed.device.type == "cpu" and values.dtype == torch.float32 else None
+    if lib is not None:
+        packed, table = packed.contiguous(), table.contiguous()  # held: C reads their memory
+        for row in range(batch):
+            lib.supsup_packed_dot(packed.shape[0], width, packed.data_ptr(), table[row].data_ptr(),
+                                  out[row].data_ptr(), torch.get_num_threads())
+        return out
     for start in range(0, packed.shape[0], chunk):
         index = packed[start : start + chunk].T.long()  # [width, c]: each mask's byte at each position
         out[:, start : start + chunk] = table.gather(2, index.expand(batch, -1, -1)).sum(dim=1)
