@@ -114,3 +114,23 @@ def test_quickstart_example_runs(tmp_path):
 
 def test_speed_suite_needs_a_task_count(cli):
     assert cli("benchmark", "--suite", "speed", "--tasks", "0").code == 2
+
+
+def test_rotated_mnist_is_evaluated_where_the_paper_code_evaluates_and_compared_by_the_mean():
+    from types import SimpleNamespace
+
+    from supsup_cli.benchmark import experiment
+    from supsup_cli.benchmark.config import BenchmarkConfig, checkpoints
+
+    rows = checkpoints(36, "rotated-mnist")
+    assert rows == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 35, 36]
+    assert checkpoints(36, "permuted-mnist") == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 25, 36]
+    curve = [1.0 - c / 1000 for c in rows]  # accuracy falling with the tasks learned
+    run = SimpleNamespace(spec=SimpleNamespace(name="fc1024-1024", output_size=200), steps=1000,
+                          rows=SimpleNamespace(by_checkpoint=lambda protocol: {"binary/entropy": curve, "gg": curve}))
+    config = BenchmarkConfig(suite="rotated-mnist", arch="fc1024-1024")
+    average = experiment._paper_average(config, run, rows, "per-image")
+    at = (2, 5, 10, 15, 20, 25, 30, 35, 36)
+    assert average["checkpoints"] == list(at) and average["paper"]["binary/entropy"] == 0.9613
+    assert average["ours"] == {"binary/entropy": pytest.approx(sum(1.0 - c / 1000 for c in at) / len(at))}
+    assert experiment._paper_average(config, run, rows[:-1], "per-image") is None  # a run cut short: no mean

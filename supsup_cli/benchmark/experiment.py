@@ -17,6 +17,7 @@ from supsup_cli.benchmark.config import (BenchmarkConfig, check_config, checkpoi
                                          with_suite_recipe)
 from supsup_cli.benchmark.gnu import learn_then_evaluate
 from supsup_cli.benchmark.nns import stream_without_task_ids
+from supsup_cli.benchmark.run import Run
 from supsup_cli.benchmark.speed_report import run_speed
 
 
@@ -48,6 +49,7 @@ class BenchmarkResult:
     task_inference: dict[str, list[float]]
     task_inference_by_protocol: dict[str, dict[str, list[float]]]
     paper: dict[str, dict[str, float]]  # the paper's figures at the run's checkpoints, where it has them
+    paper_average: dict[str, Any] | None  # where the paper gives a mean over checkpoints (Table 6): its and ours
     speed: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         path = config.archive or Path(scratch) / "benchmark.supsup"
         scenario = stream_without_task_ids if config.scenario == "nns" else learn_then_evaluate
         run = scenario(path, config, device, listener)
-    rows = checkpoints(len(run.datas))
+    rows = checkpoints(len(run.datas), config.suite)
     if config.baselines:
         if "storage" in run.extra:  # scenario NNs reports no storage
             run.extra["storage"]["baseline_bytes"] = baseline_bytes(run.spec, run.weights, len(run.datas), config.suite)
@@ -101,5 +103,20 @@ def run_benchmark(config: BenchmarkConfig, listener: Listener | None = None) -> 
         task_inference=run.rows.inferred[main],
         task_inference_by_protocol={p: run.rows.inferred[p] for p in config.protocols},
         paper={str(c): figures[c] for c in rows if c in figures},
+        paper_average=_paper_average(config, run, rows, main),
         speed=run_speed(run.net.to(device), run.datas[0], config, device, run.train_seconds, len(run.datas),
                         run.steps, run.timers))
+
+
+def _paper_average(config: BenchmarkConfig, run: Run, rows: list[int], protocol: str) -> dict[str, Any] | None:
+    """The paper's mean over checkpoints beside ours at the same checkpoints, when the run has them all."""
+    found = paper.averaged(config.suite, run.spec.name, run.spec.output_size, run.steps, config.scenario)
+    if found is None or not set(found[0]) <= set(rows):
+        return None
+    at, figures = found
+    ours = {}
+    for method, curve in run.rows.by_checkpoint(protocol).items():
+        values = [curve[rows.index(c)] for c in at]
+        if method in figures and all(v is not None for v in values):
+            ours[method] = sum(values) / len(values)
+    return {"checkpoints": list(at), "paper": figures, "ours": ours}

@@ -41,7 +41,7 @@ def learn_then_evaluate(path: Path, config: BenchmarkConfig, device: torch.devic
     store = result_store_of(config, spec, path)
     rows = Rows(config.protocols, len(datas))
     timers: dict[str, Timed] = {}
-    for c in checkpoints(len(datas)):
+    for c in checkpoints(len(datas), config.suite):
         digest = result_store.masks_digest([r.mask_sha256 or "" for r in records[:c]])
         row = store.get(c, digest) if store else None
         if row is None:
@@ -88,7 +88,7 @@ def _learned_tasks(path: Path, config: BenchmarkConfig, device: torch.device,
     _check_resumable(path, spec, held, wanted, config)
     missing = wanted[len(held):]
     listener.plan(planned_steps(config, len(missing), len(wanted)),
-                  sum(c * c for c in checkpoints(len(wanted))))
+                  sum(c * c for c in checkpoints(len(wanted), config.suite)))
     training = TrainConfig(steps=config.steps, seed=config.seed, density=config.density, budget=config.budget,
                            er_scale=config.er_scale)
     requests = [LearnRequest(path, data, training, device=str(device), data_dir=config.data_dir, module=config.module)

@@ -43,7 +43,7 @@ def stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.d
     real = sorted({o for d in datas
                    for o in real_outputs(spec, d.task_classes(datasets.spec_of(d.dataset).num_classes))})
     listener.plan(planned_steps(config, len(datas) - len(learned), len(datas)),
-                  sum(c * c for c in checkpoints(len(datas))))
+                  sum(c * c for c in checkpoints(len(datas), config.suite)))
     rows = Rows(config.protocols, len(datas))
     timers: dict[str, Timed] = {}
     seconds = [s for s, _ in learned]
@@ -61,7 +61,7 @@ def stream_without_task_ids(path: Path, config: BenchmarkConfig, device: torch.d
             seconds.append(result["train_seconds"])
             trained_on.append(_steps_by_mask(result["decisions"], config.steps))
             mapping.append(max(trained_on[-1], key=trained_on[-1].get))
-        if index + 1 in checkpoints(len(datas)):
+        if index + 1 in checkpoints(len(datas), config.suite):
             stream = result_store.masks_digest([d.default_name() for d in datas[: index + 1]])
             row = store.get(index + 1, stream) if store else None
             if row is None:

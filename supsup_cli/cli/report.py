@@ -33,6 +33,11 @@ def show(results: dict[str, Any]) -> None:
         _show_protocol(results, protocol, rows, positions)
     if "paper" not in protocols and results["paper"]:
         output.emit_line("(the paper's figures are comparable with --protocol paper, which prints them beside its own)")
+    average = results.get("paper_average")
+    if average:
+        at = ", ".join(map(str, average["checkpoints"]))
+        for method, ours in average["ours"].items():
+            output.emit_line(f"mean after {at} tasks, {method}: {_percent(ours)} (paper {_percent(average['paper'][method])})")
     if "hopfield" in summary:
         hop = summary["hopfield"]
         output.emit_fields([
