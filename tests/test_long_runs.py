@@ -118,9 +118,10 @@ def test_a_benchmark_killed_twice_finishes_with_the_results_of_an_uninterrupted_
                            text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert whole.returncode == 0, whole.stderr
     cut_archive, cut_out = tmp_path / "cut.supsup", tmp_path / "cut"
-    _kill_when(_benchmark(cut_archive, cut_out), lambda: _tasks_in(cut_archive) >= 2)  # while learning
+    # While learning: the first task is committed alone, the next ones in a group (grouped commits)
+    _kill_when(_benchmark(cut_archive, cut_out), lambda: _tasks_in(cut_archive) >= 1)
     learned = _tasks_in(cut_archive)
-    assert 2 <= learned < 4 or (cut_out / "checkpoints").exists()
+    assert 1 <= learned < 4 or (cut_out / "checkpoints").exists()
     # The rest in batched steps: the same masks, so the same results (tests/test_batched_training.py).
     _kill_when(_benchmark(cut_archive, cut_out, ("--tasks-per-step", "2")),
                lambda: (cut_out / "checkpoints" / "2.json").exists())  # evaluating
