@@ -1,9 +1,10 @@
-"""Three small loops that torch has no single operation for, in C: compiled on first use with the
+"""Small loops that torch has no single operation for, in C: compiled on first use with the
 machine's C compiler, cached, and loaded with ctypes. Without a compiler (or with SUPSUP_NATIVE=0)
 `kernels()` is None and the engine uses its torch formulation of the same arithmetic.
 
 - `supsup_packed_dot`: a lookup per mask byte in tables of 256 partial sums (the superposition's
-  gradient over thousands of bit-packed masks: scenario NNs' decisions, One-Shot on a few inputs).
+  gradient over thousands of bit-packed masks: scenario NNs' decisions, One-Shot on a few inputs);
+  `supsup_packed_dot_direct`, each mask's bits read one by one, for a few masks (Binary's rounds).
   Byte positions are taken in blocks whose tables stay in the cache while every mask reads them;
   each mask's sum runs in a fixed order, whatever the threads, so results never depend on them.
 - `supsup_square_avg` and `supsup_update`: RMSprop's step on a threshold mask's scores, with the
@@ -58,6 +59,24 @@ void supsup_packed_dot(int64_t masks, int64_t width, const uint8_t *packed, cons
   }
 }
 
+/* out[k] = sum_j sum_b bit b of packed[k, j] * values[8j + b]: for a few masks, where tables of
+   256 sums per byte would cost more than reading each mask's bits. One running sum per bit position,
+   added in a fixed order. */
+void supsup_packed_dot_direct(int64_t masks, int64_t width, const uint8_t *packed, const float *values, float *out,
+                              int threads) {
+  #pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t k = 0; k < masks; k++) {
+    const uint8_t *row = packed + k * width;
+    float sums[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t j = 0; j < width; j++) {
+      const unsigned byte = row[j];
+      const float *v = values + 8 * j;
+      for (int b = 0; b < 8; b++) sums[b] += (float)((byte >> b) & 1u) * v[b];
+    }
+    out[k] = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]));
+  }
+}
+
 void supsup_square_avg(int64_t n, const float *weight, float *grad, float *square_avg, float alpha,
                        float one_minus_alpha, int threads) {
   #pragma omp parallel for simd num_threads(threads) schedule(static)
@@ -86,6 +105,7 @@ OPENMP = ("-fopenmp",)
 _P, _F, _I64, _INT = ctypes.c_void_p, ctypes.c_float, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
     "supsup_packed_dot": [_I64, _I64, _P, _P, _P, _INT],
+    "supsup_packed_dot_direct": [_I64, _I64, _P, _P, _P, _INT],
     "supsup_square_avg": [_I64, _P, _P, _P, _F, _F, _INT],
     "supsup_update": [_I64, _P, _P, _P, _P, _P, _F, _F, _INT],
 }

@@ -145,6 +145,8 @@ def packed_dot(packed: torch.Tensor, values: torch.Tensor, chunk: int = 32) -> t
     time that could be measured."""
     batch, n = values.shape
     width = packed.shape[1]
+    if packed.shape[0] < _TABLES_FROM:
+        return _direct_dot(packed, values)
     padded = torch.nn.functional.pad(values, (0, width * 8 - n))
     table = padded.view(batch, width, 8) @ _BITS_OF_BYTE.to(values).T  # [B, width, 256]
     out = torch.empty(batch, packed.shape[0], device=values.device)
@@ -158,6 +160,30 @@ def packed_dot(packed: torch.Tensor, values: torch.Tensor, chunk: int = 32) -> t
     for start in range(0, packed.shape[0], chunk):
         index = packed[start : start + chunk].T.long()  # [width, c]: each mask's byte at each position
         out[:, start : start + chunk] = table.gather(2, index.expand(batch, -1, -1)).sum(dim=1)
+    return out
+
+
+# Below this many masks, tables of 256 sums per byte position (32 floats per weight) cost more than
+# reading every mask's bits (one multiply-add per weight and mask).
+_TABLES_FROM = 64
+
+
+def _direct_dot(packed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """packed_dot for a few masks: each mask's bits against the values, without tables."""
+    batch, n = values.shape
+    width = packed.shape[1]
+    out = torch.empty(batch, packed.shape[0], device=values.device)
+    lib = native.kernels() if packed.device.type == "cpu" and values.dtype == torch.float32 else None
+    if lib is not None:
+        packed = packed.contiguous()
+        padded = torch.nn.functional.pad(values, (0, width * 8 - n)).contiguous()  # held: C reads it
+        for row in range(batch):
+            lib.supsup_packed_dot_direct(packed.shape[0], width, packed.data_ptr(), padded[row].data_ptr(),
+                                         out[row].data_ptr(), torch.get_num_threads())
+        return out
+    step = max(1, (64 << 20) // (4 * n))  # masks unpacked at a time: 64 MiB of floats
+    for start in range(0, packed.shape[0], step):
+        out[:, start : start + step] = values @ unpack(packed[start : start + step], n).T
     return out
 
 
