@@ -57,6 +57,32 @@ def test_a_call_for_many_tasks_gives_the_masks_of_one_call_per_task(tmp_path, mo
     assert digests[0] == digests[1] == digests[2]
 
 
+def test_grouped_commits_store_each_task_in_a_hopfield_reservoir_as_one_commit_each_would(tmp_path, monkeypatch):
+    from supsup_cli.api.hopfield_store import hopfield_store
+
+    monkeypatch.setattr(learn, "COMMIT_RATIO", 10**9)
+    stored = []
+    for layout in ("grouped", "apart"):
+        path = tmp_path / f"{layout}.supsup"
+        archive.create(path, registry.resolve("fc2048-2048-hop"), seed=0)
+        first = LearnRequest(path, TaskData("mnist", classes=(0, 1)), TrainConfig(steps=3))
+        list(learn_tasks([first]))
+        hopfield_store(path, drop_masks=layout == "grouped")
+        requests = [LearnRequest(path, TaskData("mnist", classes=c), TrainConfig(steps=3)) for c in ((2, 3), (4, 5))]
+        if layout == "apart":
+            list(report for request in requests for report in learn_tasks([request]))
+        else:
+            list(learn_tasks(requests, grouped_commits=True))
+        with archive.Archive(path) as opened:
+            assert opened.reservoir_info.tasks == 3
+            stored.append(([t.mask_sha256 for t in opened.tasks], [a.copy() for a in opened.reservoir()]))
+            masks_kept = (opened.index.mask_codec != 0).any(axis=1).tolist()
+        assert masks_kept == ([False] * 3 if layout == "grouped" else [True] * 3)
+    (grouped_digests, grouped_reservoir), (apart_digests, apart_reservoir) = stored
+    assert grouped_digests == apart_digests
+    assert all(np.array_equal(a, b) for a, b in zip(grouped_reservoir, apart_reservoir))
+
+
 def test_grouped_commits_keep_the_tasks_learned_before_an_interruption(tmp_path, monkeypatch):
     monkeypatch.setattr(learn, "COMMIT_RATIO", 10**9)
     path = tmp_path / "cut.supsup"

@@ -18,7 +18,7 @@ from supsup_cli.archive import maskcodec
 from supsup_cli.data.arrays import ArrayData
 from supsup_cli.data.tasks import TaskExamples, load_task
 from supsup_cli.data.transforms import TaskData
-from supsup_cli.core.errors import ConcurrentChange, DuplicateTask, InvalidArgument
+from supsup_cli.core.errors import DuplicateTask, InvalidArgument
 from supsup_cli.api.base import base_network
 from supsup_cli.engine.models import MaskedNet, real_outputs
 from supsup_cli.archive.records import TaskRecord, check_name, mask_sha256
@@ -240,20 +240,15 @@ def _train_together(prepared: Sequence[_Prepared], nets: dict[str, MaskedNet], d
 
 def _commit_learned(learned: Sequence[tuple[_Prepared, TrainedMask]], nets: dict[str, MaskedNet],
                     device: torch.device) -> list[LearnedTask]:
-    """Evaluate and commit learned tasks, all in one commit (one a commit into a Hopfield reservoir)."""
+    """Evaluate and commit learned tasks, all in one commit."""
     records = [(task, mask, _record(task, mask, nets[task.weights_digest], device)) for task, mask in learned]
     path, digest = learned[0][0].request.path, learned[0][0].weights_digest
-    if len(records) == 1 or not _has_reservoir(path):
-        first = _commit(path, [(record, [m.numpy() for m in mask.masks], mask.stats) for _, mask, record in records],
-                        digest)
-        indices = range(first, first + len(records))
-    else:
-        indices = [_commit(path, [(record, [m.numpy() for m in mask.masks], mask.stats)], digest)
-                   for _, mask, record in records]
-    return [LearnedTask(index, task.name, record.test_accuracy, mask.seconds, task.config.steps,
+    first = _commit(path, [(record, [m.numpy() for m in mask.masks], mask.stats) for _, mask, record in records],
+                    digest)
+    return [LearnedTask(first + offset, task.name, record.test_accuracy, mask.seconds, task.config.steps,
                         record.overall_density([m.numel() for m in mask.masks]), task.request.data.to_plain(),
                         str(device), distributed.world_size())
-            for index, (task, mask, record) in zip(indices, records)]
+            for offset, (task, mask, record) in enumerate(records)]
 
 
 def _record(task: _Prepared, trained: TrainedMask, net: MaskedNet, device: torch.device) -> TaskRecord:
@@ -272,26 +267,10 @@ def _record(task: _Prepared, trained: TrainedMask, net: MaskedNet, device: torch
     )
 
 
-def _has_reservoir(path: Path) -> bool:
-    with archive.Archive(path) as current:
-        return current.reservoir_info is not None
-
-
 def _commit(path: Path, tasks: list[tuple[TaskRecord, list[np.ndarray], np.ndarray]], weights_digest: str) -> int:
-    """Append the tasks in one commit; returns the first one's index. With a Hopfield reservoir (one
-    task at a time), store its mask there too (and only there once masks have been dropped)."""
-    if len(tasks) > 1:
-        def stored(current: archive.Archive) -> list[archive.StoredTask]:
-            if current.weights_sha256 != weights_digest:
-                raise ConcurrentChange(f"{path} now holds another base network; the tasks were not committed")
-            names = {task.name for task in current.tasks}
-            for record, _, _ in tasks:
-                if record.name in names:
-                    raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
-            return [archive.StoredTask.of(record, masks, stats, sites=len(masks)) for record, masks, stats in tasks]
-
-        return archive.append_tasks(path, stored)
-    ((record, masks, stats),) = tasks
+    """Append the tasks in one commit; returns the first one's index. With a Hopfield reservoir, their
+    masks are stored there too, in order (and only there once masks have been dropped)."""
+    stored = [archive.StoredTask.of(record, masks, stats) for record, masks, stats in tasks]
 
     def store_in_reservoir(current: archive.Archive) -> archive.StoredReservoir:
         info = current.reservoir_info
@@ -299,11 +278,11 @@ def _commit(path: Path, tasks: list[tuple[TaskRecord, list[np.ndarray], np.ndarr
             raise InvalidArgument(f"{path}: tasks {info.tasks}-{current.index.tasks - 1} are not in the Hopfield "
                                   "reservoir yet; run 'supsup hopfield-store' first")
         reservoir = reservoir_of(current)
-        reservoir.store([torch.from_numpy(m) for m in masks])
+        for _, masks, _ in tasks:
+            reservoir.store([torch.from_numpy(m) for m in masks])
         return stored_reservoir(reservoir, info.explicit_masks)
 
-    return archive.append_task(path, record, masks, stats, update_reservoir=store_in_reservoir,
-                               expected_weights=weights_digest)
+    return archive.append_tasks(path, lambda current: stored, weights_digest, store_in_reservoir)
 
 
 def mask_digest(masks: list[np.ndarray]) -> str:

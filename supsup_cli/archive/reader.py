@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +50,18 @@ class StoredTask:
     stats: np.ndarray
 
     @staticmethod
-    def of(record: TaskRecord, masks: list[np.ndarray] | None, stats: np.ndarray | None = None,
-           sites: int = 0) -> "StoredTask":
-        """Encode a task: each site's mask in the smaller codec (None: masks kept only in the
-        Hopfield reservoir, `sites` of them), statistics as float32."""
+    def of(record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None) -> "StoredTask":
+        """Encode a task: each site's mask in the smaller codec, statistics as float32."""
         floats = np.zeros(0, dtype="<f4") if stats is None else np.asarray(stats, dtype="<f4").reshape(-1)
-        encoded = [(maskcodec.NONE, b"")] * sites if masks is None else [maskcodec.encode(bits) for bits in masks]
+        encoded = [maskcodec.encode(bits) for bits in masks]
         return StoredTask(record.to_json(), encoded, floats)
+
+    def name(self) -> str:
+        return str(json.loads(self.record)["name"])
+
+    def without_masks(self) -> "StoredTask":
+        """The task with its masks kept only in a Hopfield reservoir."""
+        return StoredTask(self.record, [(maskcodec.NONE, b"")] * len(self.encoded), self.stats)
 
 
 # Records already checked, by their bytes: a writer opens the archive, then checks the image it

@@ -129,13 +129,34 @@ def rewrite(path: Path, build: Callable[[Archive], tuple[list[StoredTask], Store
         _publish(image, path, replace=True)
 
 
-def append_tasks(path: Path, build: Callable[[Archive], list[StoredTask]]) -> int:
-    """Under the lock: commit the tasks `build(current)` returns after the archive's own, all at once
-    (a rewrite of every task is not needed to add some); returns the index of the first."""
+def append_tasks(path: Path, build: Callable[[Archive], list[StoredTask]], expected_weights: str | None = None,
+                 update_reservoir: Callable[[Archive], StoredReservoir] | None = None) -> int:
+    """Under the lock: commit the tasks `build(current)` returns after the archive's own, all in one
+    commit (a rewrite of every task is not needed to add some); returns the index of the first.
+
+    Refused: a task name the archive or the batch already has; with `expected_weights`, an archive
+    whose network changed since the tasks were trained. If the archive has a Hopfield reservoir,
+    `update_reservoir(current)` gives the reservoir with the new tasks stored, computed under the
+    lock; their masks are then kept only if the reservoir keeps explicit masks.
+    """
     with transaction(path) as (current, f):
+        if expected_weights is not None and current.weights_sha256 != expected_weights:
+            raise ConcurrentChange(f"{path} now holds another base network; nothing was committed")
+        stored = build(current)
+        taken = {task.name for task in current.tasks}
+        for task in stored:
+            name = task.name()
+            if name in taken:
+                raise DuplicateTask(f"{path}: a task named {name!r} already exists")
+            taken.add(name)
         if current.reservoir_info is not None:
-            raise InvalidArgument(f"{path} has a Hopfield reservoir: tasks must be stored in it too")
-        for task in build(current):
+            if update_reservoir is None:
+                raise InvalidArgument(f"{path} has a Hopfield reservoir: tasks must be stored in it too")
+            reservoir = update_reservoir(current)
+            write_reservoir(f, reservoir)
+            if not reservoir.explicit_masks:
+                stored = [task.without_masks() for task in stored]
+        for task in stored:
             write_task(f, task)
         return current.index.tasks
 
@@ -156,26 +177,9 @@ def write_reservoir(f: h5py.File, reservoir: StoredReservoir) -> None:
 def append_task(path: Path, record: TaskRecord, masks: list[np.ndarray], stats: np.ndarray | None = None,
                 update_reservoir: Callable[[Archive], StoredReservoir] | None = None,
                 expected_weights: str | None = None) -> int:
-    """Commit one task (its mask bits per site, as bool arrays); returns its index.
-
-    If the archive has a Hopfield reservoir, `update_reservoir(current)` gives the reservoir with
-    this task stored, computed under the lock; the mask is then kept only if the reservoir keeps
-    explicit masks. `expected_weights`: refuse if the archive's network changed since training.
-    """
-    with transaction(path) as (current, f):
-        if expected_weights is not None and current.weights_sha256 != expected_weights:
-            raise ConcurrentChange(f"{path} now holds another base network; the task was not committed")
-        if any(task.name == record.name for task in current.tasks):
-            raise DuplicateTask(f"{path}: a task named {record.name!r} already exists")
-        kept: list[np.ndarray] | None = masks
-        if current.reservoir_info is not None:
-            if update_reservoir is None:
-                raise InvalidArgument(f"{path} has a Hopfield reservoir: this task must be stored in it too")
-            reservoir = update_reservoir(current)
-            write_reservoir(f, reservoir)
-            kept = masks if reservoir.explicit_masks else None
-        write_task(f, StoredTask.of(record, kept, stats, sites=len(masks)))
-        return current.index.tasks
+    """Commit one task (its mask bits per site, as bool arrays); returns its index (see append_tasks)."""
+    return append_tasks(path, lambda current: [StoredTask.of(record, masks, stats)], expected_weights,
+                        update_reservoir)
 
 
 def write_task(f: h5py.File, task: StoredTask) -> None:
