@@ -72,3 +72,22 @@ def test_training_with_the_kernels_gives_the_masks_of_torch_operations_bit_for_b
     without = train_masks(net, task, config)
     assert with_kernels.final_loss == without.final_loss
     assert all(torch.equal(a, b) for a, b in zip(with_kernels.masks, without.masks))
+
+
+@needs_compiler
+def test_masks_unpack_into_signed_weights_as_the_table_does(monkeypatch):
+    weight = torch.from_numpy(base_weights(registry.resolve("lenet300-100"), 5)[1])  # 100 x 300: 30000 = 8 x 3750
+    generator = torch.Generator().manual_seed(6)
+    for n in (weight.numel(), weight.numel() - 5):  # a whole last byte, and a partial one
+        flat = weight.reshape(-1)[:n]
+        packed = torch.randint(0, 256, (9, (n + 7) // 8), dtype=torch.uint8, generator=generator)
+        signed = masks.SignedUnpacking.of(flat)
+        assert native.kernels() is not None
+        fast = signed.unpack(packed)
+        with monkeypatch.context() as patched:
+            patched.setattr(native, "kernels", lambda: None)
+            table = signed.unpack(packed)
+        expected = masks.unpack(packed, n) * flat
+        # the same floats, zeros' signs included (a dropped negative weight is -0.0, as 0 x -c)
+        assert torch.equal(fast, expected) and torch.equal(fast.view(torch.int32), table.view(torch.int32))
+        assert torch.equal(fast.view(torch.int32), expected.view(torch.int32))

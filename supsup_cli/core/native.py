@@ -7,6 +7,8 @@ machine's C compiler, cached, and loaded with ctypes. Without a compiler (or wit
   `supsup_packed_dot_direct`, each mask's bits read one by one, for a few masks (Binary's rounds).
   Byte positions are taken in blocks whose tables stay in the cache while every mask reads them;
   each mask's sum runs in a fixed order, whatever the threads, so results never depend on them.
+- `supsup_unpack_signed`: packed masks straight into W * M where the weights are all +c or -c
+  (the GEMMs of One-Shot and Binary on many inputs read them), the same floats as torch's table.
 - `supsup_square_avg` and `supsup_update`: RMSprop's step on a threshold mask's scores, with the
   straight-through gradient and the next step's masked weights, in two passes instead of eight.
   Their arithmetic is torch's operation for operation (addcmul's fused multiply-add included) and the
@@ -31,6 +33,7 @@ from pathlib import Path
 
 SOURCE = r"""
 #include <stdint.h>
+#include <string.h>
 #include <math.h>
 
 #define BLOCK 256 /* byte positions whose tables (256 KiB) every mask reads in turn */
@@ -77,6 +80,30 @@ void supsup_packed_dot_direct(int64_t masks, int64_t width, const uint8_t *packe
   }
 }
 
+/* W * M for weights that are all +c or -c (signs: their packed sign bits, 1 = +c), one mask per
+   row of n floats: a kept weight is +-c, a dropped one a zero with the weight's sign, exactly what
+   0/1 times +-c gives in float. */
+static inline uint32_t signed_bit(unsigned byte, unsigned sign, int b, uint32_t magnitude) {
+  return (((byte >> b) & 1u) ? magnitude : 0u) | (((sign >> b) & 1u) ? 0u : 0x80000000u);
+}
+
+void supsup_unpack_signed(int64_t masks, int64_t width, int64_t n, const uint8_t *packed, const uint8_t *signs,
+                          float magnitude, float *out, int threads) {
+  uint32_t c;
+  memcpy(&c, &magnitude, sizeof c);
+  const int64_t full = n / 8;
+  #pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t k = 0; k < masks; k++) {
+    const uint8_t *row = packed + k * width;
+    uint32_t *o = (uint32_t *)(out + k * n);
+    for (int64_t j = 0; j < full; j++) {
+      const unsigned byte = row[j], sign = signs[j];
+      for (int b = 0; b < 8; b++) o[8 * j + b] = signed_bit(byte, sign, b, c);
+    }
+    for (int64_t i = 8 * full; i < n; i++) o[i] = signed_bit(row[full], signs[full], (int)(i - 8 * full), c);
+  }
+}
+
 void supsup_square_avg(int64_t n, const float *weight, float *grad, float *square_avg, float alpha,
                        float one_minus_alpha, int threads) {
   #pragma omp parallel for simd num_threads(threads) schedule(static)
@@ -106,6 +133,7 @@ _P, _F, _I64, _INT = ctypes.c_void_p, ctypes.c_float, ctypes.c_int64, ctypes.c_i
 _SIGNATURES = {
     "supsup_packed_dot": [_I64, _I64, _P, _P, _P, _INT],
     "supsup_packed_dot_direct": [_I64, _I64, _P, _P, _P, _INT],
+    "supsup_unpack_signed": [_I64, _I64, _I64, _P, _P, _F, _P, _INT],
     "supsup_square_avg": [_I64, _P, _P, _P, _F, _F, _INT],
     "supsup_update": [_I64, _P, _P, _P, _P, _P, _F, _F, _INT],
 }

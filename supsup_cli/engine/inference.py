@@ -102,13 +102,14 @@ def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, ki
 
 def per_input_contraction(masked: torch.Tensor, delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """[B, c]: sum_{v,u} delta[b, v] masked[i, v, u] h[b, u], through the smaller side of the layer,
-    each a single matrix product on the masks as they lie in memory."""
+    each a single matrix product on the masks as they lie in memory, then one batched dot per input
+    (no [B, c, side] temporary)."""
     chunk, out, inp = masked.shape
     if inp <= out:  # delta @ masked: [c, B, in], then dot with h
-        through = torch.matmul(delta, masked)
-        return (through * h).sum(dim=2).T
+        through = torch.matmul(delta, masked).transpose(0, 1)
+        return torch.bmm(through, h.unsqueeze(2)).squeeze(2)
     through = (h @ masked.reshape(chunk * out, inp).T).view(-1, chunk, out)
-    return (through * delta.unsqueeze(1)).sum(dim=2)
+    return torch.bmm(through, delta.unsqueeze(2)).squeeze(2)
 
 
 def one_shot(sup: Superposition, x: torch.Tensor, kind: str, same_task: bool = False) -> torch.Tensor:
