@@ -60,24 +60,30 @@ def test_a_call_for_many_tasks_gives_the_masks_of_one_call_per_task(tmp_path, mo
 def test_grouped_commits_store_each_task_in_a_hopfield_reservoir_as_one_commit_each_would(tmp_path, monkeypatch):
     from supsup_cli.api.hopfield_store import hopfield_store
 
-    monkeypatch.setattr(learn, "COMMIT_RATIO", 10**9)
+    monkeypatch.setattr(learn, "COMMIT_RATIO", 10**9)  # grouped: the first task alone, the next two together
+    commits = []
+    commit = learn._commit
+    monkeypatch.setattr(learn, "_commit", lambda path, tasks, digest: commits.append(len(tasks)) or
+                        commit(path, tasks, digest))
     stored = []
     for layout in ("grouped", "apart"):
         path = tmp_path / f"{layout}.supsup"
         archive.create(path, registry.resolve("fc2048-2048-hop"), seed=0)
-        first = LearnRequest(path, TaskData("mnist", classes=(0, 1)), TrainConfig(steps=3))
-        list(learn_tasks([first]))
+        list(learn_tasks([LearnRequest(path, TaskData("mnist", classes=(0, 1)), TrainConfig(steps=3))]))
         hopfield_store(path, drop_masks=layout == "grouped")
-        requests = [LearnRequest(path, TaskData("mnist", classes=c), TrainConfig(steps=3)) for c in ((2, 3), (4, 5))]
+        requests = [LearnRequest(path, TaskData("mnist", classes=c), TrainConfig(steps=3))
+                    for c in ((2, 3), (4, 5), (6, 7))]
+        commits.clear()
         if layout == "apart":
             list(report for request in requests for report in learn_tasks([request]))
         else:
             list(learn_tasks(requests, grouped_commits=True))
+        assert commits == ([1, 2] if layout == "grouped" else [1, 1, 1])
         with archive.Archive(path) as opened:
-            assert opened.reservoir_info.tasks == 3
+            assert opened.reservoir_info.tasks == 4
             stored.append(([t.mask_sha256 for t in opened.tasks], [a.copy() for a in opened.reservoir()]))
             masks_kept = (opened.index.mask_codec != 0).any(axis=1).tolist()
-        assert masks_kept == ([False] * 3 if layout == "grouped" else [True] * 3)
+        assert masks_kept == ([False] * 4 if layout == "grouped" else [True] * 4)
     (grouped_digests, grouped_reservoir), (apart_digests, apart_reservoir) = stored
     assert grouped_digests == apart_digests
     assert all(np.array_equal(a, b) for a, b in zip(grouped_reservoir, apart_reservoir))

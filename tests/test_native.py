@@ -78,16 +78,24 @@ def test_training_with_the_kernels_gives_the_masks_of_torch_operations_bit_for_b
 def test_masks_unpack_into_signed_weights_as_the_table_does(monkeypatch):
     weight = torch.from_numpy(base_weights(registry.resolve("lenet300-100"), 5)[1])  # 100 x 300: 30000 = 8 x 3750
     generator = torch.Generator().manual_seed(6)
+    threads = torch.get_num_threads()
     for n in (weight.numel(), weight.numel() - 5):  # a whole last byte, and a partial one
         flat = weight.reshape(-1)[:n]
         packed = torch.randint(0, 256, (9, (n + 7) // 8), dtype=torch.uint8, generator=generator)
         signed = masks.SignedUnpacking.of(flat)
         assert native.kernels() is not None
-        fast = signed.unpack(packed)
-        with monkeypatch.context() as patched:
-            patched.setattr(native, "kernels", lambda: None)
-            table = signed.unpack(packed)
-        expected = masks.unpack(packed, n) * flat
-        # the same floats, zeros' signs included (a dropped negative weight is -0.0, as 0 x -c)
-        assert torch.equal(fast, expected) and torch.equal(fast.view(torch.int32), table.view(torch.int32))
-        assert torch.equal(fast.view(torch.int32), expected.view(torch.int32))
+        for rows in (packed, packed[2:7], packed[::2]):  # whole, rows at an offset, every other row
+            expected = masks.unpack(rows, n) * flat
+            with monkeypatch.context() as patched:
+                patched.setattr(native, "kernels", lambda: None)
+                table = signed.unpack(rows)
+            try:
+                torch.set_num_threads(2)
+                fast = signed.unpack(rows)
+            finally:
+                torch.set_num_threads(threads)
+            # the same floats, zeros' signs included (a dropped negative weight is -0.0, as 0 x -c)
+            for got in (fast, table):
+                assert got.shape == expected.shape and torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    with pytest.raises(ValueError, match="uint8"):
+        signed.unpack(packed[:, :-1])

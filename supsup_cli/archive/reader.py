@@ -56,7 +56,9 @@ class StoredTask:
         encoded = [maskcodec.encode(bits) for bits in masks]
         return StoredTask(record.to_json(), encoded, floats)
 
+    @functools.cached_property
     def name(self) -> str:
+        """The task's name, read from its record."""
         return str(json.loads(self.record)["name"])
 
     def without_masks(self) -> "StoredTask":

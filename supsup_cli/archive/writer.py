@@ -143,12 +143,7 @@ def append_tasks(path: Path, build: Callable[[Archive], list[StoredTask]], expec
         if expected_weights is not None and current.weights_sha256 != expected_weights:
             raise ConcurrentChange(f"{path} now holds another base network; nothing was committed")
         stored = build(current)
-        taken = {task.name for task in current.tasks}
-        for task in stored:
-            name = task.name()
-            if name in taken:
-                raise DuplicateTask(f"{path}: a task named {name!r} already exists")
-            taken.add(name)
+        _refuse_duplicates(path, current, stored)
         if current.reservoir_info is not None:
             if update_reservoir is None:
                 raise InvalidArgument(f"{path} has a Hopfield reservoir: tasks must be stored in it too")
@@ -159,6 +154,14 @@ def append_tasks(path: Path, build: Callable[[Archive], list[StoredTask]], expec
         for task in stored:
             write_task(f, task)
         return current.index.tasks
+
+
+def _refuse_duplicates(path: Path, current: Archive, stored: list[StoredTask]) -> None:
+    taken = {task.name for task in current.tasks}
+    for task in stored:
+        if task.name in taken:
+            raise DuplicateTask(f"{path}: a task named {task.name!r} already exists")
+        taken.add(task.name)
 
 
 def write_reservoir(f: h5py.File, reservoir: StoredReservoir) -> None:

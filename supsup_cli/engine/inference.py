@@ -103,7 +103,7 @@ def alpha_gradients(sup: Superposition, x: torch.Tensor, alpha: torch.Tensor, ki
 def per_input_contraction(masked: torch.Tensor, delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """[B, c]: sum_{v,u} delta[b, v] masked[i, v, u] h[b, u], through the smaller side of the layer,
     each a single matrix product on the masks as they lie in memory, then one batched dot per input
-    (no [B, c, side] temporary)."""
+    (no elementwise product of that product's size)."""
     chunk, out, inp = masked.shape
     if inp <= out:  # delta @ masked: [c, B, in], then dot with h
         through = torch.matmul(delta, masked).transpose(0, 1)

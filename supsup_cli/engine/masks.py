@@ -39,16 +39,19 @@ class SignedUnpacking:
     def of(cls, weight: torch.Tensor) -> "SignedUnpacking | None":
         flat = weight.reshape(-1)
         magnitude = flat[:1].abs()
-        if not bool((flat.abs() == magnitude).all()):
+        if weight.dtype != torch.float32 or not bool((flat.abs() == magnitude).all()):
             return None
         return cls(pack(flat > 0), float(magnitude), flat.numel())
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
-        """[c, ceil(n/8)] uint8 -> [c, n] float W * M."""
-        lib = native.kernels() if packed.device.type == "cpu" else None
+        """[c, ceil(n/8)] uint8 -> [c, n] float32 W * M."""
+        if packed.dtype != torch.uint8 or packed.dim() != 2 or packed.shape[1] != self.signs.numel():
+            raise ValueError(f"masks of {self.n} weights are [c, {self.signs.numel()}] uint8, got "
+                             f"{list(packed.shape)} {packed.dtype}")
+        lib = native.kernels() if packed.device.type == "cpu" and self.signs.device.type == "cpu" else None
         if lib is not None:
             packed = packed.contiguous()  # held: C reads its memory
-            out = torch.empty(packed.shape[0], self.n)
+            out = torch.empty(packed.shape[0], self.n, dtype=torch.float32)
             lib.supsup_unpack_signed(packed.shape[0], packed.shape[1], self.n, packed.data_ptr(),
                                      self.signs.data_ptr(), self.magnitude, out.data_ptr(), torch.get_num_threads())
             return out
